@@ -1,0 +1,5 @@
+"""Labelvault's composition root: settings, urls, error mapping, Celery wiring."""
+
+from workers.celery_app import app as celery_app
+
+__all__ = ("celery_app",)

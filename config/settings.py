@@ -1,0 +1,301 @@
+"""Labelvault settings: read from environment variables only, defaults for embedded mode.
+
+Embedded mode (no variable set): SQLite under var/, a SQLAlchemy/SQLite Celery broker
+under var/, and the SeaweedFS S3 gateway that `make run` starts on 127.0.0.1:18433.
+Setting DATABASE_URL / CELERY_BROKER_URL / S3_* switches to the full stack. Every
+variable is listed, with its meaning, in README.md ("Configuration").
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A developer may keep variables in a .env file beside manage.py; the environment wins.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+
+# --- Core -------------------------------------------------------------------------------
+
+DEBUG = env.bool("DEBUG", default=False)
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when DEBUG is off: set SECRET_KEY to a long random "
+            "string (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(50))'`), "
+            "or set DEBUG=1 for local development."
+        )
+    SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-on"  # noqa: S105
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+
+def _git_commit() -> str:
+    """Return the commit of the code being run: GIT_COMMIT, else `git rev-parse HEAD`."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+GIT_COMMIT = env.str("GIT_COMMIT", default="") or _git_commit()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_prometheus",
+    "config",
+    "storage",
+    "workers",
+    "datasets",
+    "labeling",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.middleware.StorageUnavailableMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "config" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "config.context_processors.site",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+
+DATABASES = {
+    "default": env.db_url(
+        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'labelvault.sqlite3'}"
+    ),
+}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while a worker writes; the busy timeout makes a
+    # writer wait for the lock (embedded mode runs web, worker and beat on one file).
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    # pytest-django would otherwise use an in-memory database, which a worker process
+    # started by a test could not see.
+    _db.setdefault("TEST", {})["NAME"] = str(VAR_DIR / "test_labelvault.sqlite3")
+elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis"):
+    _db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    _db["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth -------------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- Internationalisation ---------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files -----------------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+NODE_MODULES = BASE_DIR / "node_modules"
+# Front-end packages come from npm (package.json); their built files are served as they
+# ship, under vendor/<package>/, without a bundler.
+STATICFILES_DIRS = [
+    ("vendor/htmx", NODE_MODULES / "htmx.org" / "dist"),
+]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+FILE_UPLOAD_TEMP_DIR = str(VAR_DIR / "uploads") if (VAR_DIR / "uploads").is_dir() else None
+
+# --- Security (checked by `manage.py check --deploy`) -----------------------------------
+
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# --- REST API ---------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "config.exceptions.api_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_THROTTLE_RATE", default="10/min")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Labelvault API",
+    "DESCRIPTION": (
+        "Data labelling, vendor batches and content-addressed dataset versions. "
+        "Authenticate with `Authorization: Token <key>` (POST /api/v1/auth/token) or a "
+        "browser session. Errors are JSON: {\"error\": code, \"detail\": message}."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Object storage (S3 API; SeaweedFS in development, MinIO in production) -------------
+
+S3_ENDPOINT = env.str("S3_ENDPOINT", default="127.0.0.1:18433")
+S3_ACCESS_KEY = env.str("S3_ACCESS_KEY", default="labelvault" if DEBUG else "")
+S3_SECRET_KEY = env.str("S3_SECRET_KEY", default="labelvault-dev-secret" if DEBUG else "")
+if not (S3_ACCESS_KEY and S3_SECRET_KEY):
+    raise ImproperlyConfigured(
+        "S3_ACCESS_KEY and S3_SECRET_KEY are required when DEBUG is off "
+        "(the credentials of the S3/MinIO endpoint at S3_ENDPOINT)."
+    )
+S3_BUCKET = env.str("S3_BUCKET", default="labelvault")
+S3_SECURE = env.bool("S3_SECURE", default=False)
+S3_REGION = env.str("S3_REGION", default="us-east-1")
+# The address browsers use for presigned URLs when it differs from S3_ENDPOINT (e.g. the
+# service name `minio:9000` inside docker compose versus localhost:9000 outside).
+S3_PUBLIC_ENDPOINT = env.str("S3_PUBLIC_ENDPOINT", default="")
+# Seconds; connect/read timeouts so a dead endpoint answers StorageUnavailable quickly.
+S3_TIMEOUT = env.float("S3_TIMEOUT", default=10.0)
+S3_PRESIGN_EXPIRY = env.int("S3_PRESIGN_EXPIRY", default=900)  # 15 min, as S3 consoles do
+# Multipart part size for streamed uploads: 16 MiB keeps 10,000 parts above 150 GB.
+S3_PART_SIZE = env.int("S3_PART_SIZE", default=16 * 1024 * 1024)
+
+# --- Celery -----------------------------------------------------------------------------
+
+CELERY_BROKER_URL = env.str(
+    "CELERY_BROKER_URL", default=f"sqla+sqlite:///{VAR_DIR / 'broker.sqlite3'}"
+)
+CELERY_RESULT_BACKEND = env.str(
+    "CELERY_RESULT_BACKEND", default=f"db+sqlite:///{VAR_DIR / 'results.sqlite3'}"
+)
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="labelvault")
+# Reliability: a message is acknowledged only after its task ran, and given back to the
+# broker when the worker process dies, so a crash never loses a job.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True  # the Job row is the truth, not the result backend
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis: a message unacknowledged for this long is delivered again. Longer than the
+# longest job chunk; the sweeper (below) recovers stale jobs much sooner than this.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# A running job whose heartbeat is older than this is presumed dead and re-enqueued by
+# the sweeper. Workers beat every JOB_HEARTBEAT_SECONDS (ten beats of slack).
+JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=10.0)
+JOB_STALE_AFTER = env.float("JOB_STALE_AFTER", default=120.0)
+# A queued job untouched this long (its message lost, e.g. Redis restarted) is sent again.
+JOB_REQUEUE_AFTER = env.float("JOB_REQUEUE_AFTER", default=600.0)
+JOB_SWEEP_INTERVAL = env.float("JOB_SWEEP_INTERVAL", default=30.0)
+# Deliveries before a job that keeps killing its worker is marked failed (poison job).
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=5)
+CELERY_BEAT_SCHEDULE = {
+    "jobs-sweep": {
+        "task": "workers.jobs_sweep",
+        "schedule": timedelta(seconds=JOB_SWEEP_INTERVAL),
+    },
+}
+
+# --- Metrics ----------------------------------------------------------------------------
+
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# --- Logging ----------------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,1 @@
+"""Assets, datasets, items, labels, versions, formats, checks and diffs."""

@@ -1,0 +1,1 @@
+"""Dataset tables: assets, datasets, items, labels and versions (built by the ingest issue)."""

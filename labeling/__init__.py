@@ -1,0 +1,1 @@
+"""Projects, label schemas, the task queue, annotations, review, vendors, the UI."""

@@ -1,0 +1,1 @@
+"""Labelling tables: projects, schemas, tasks, leases, annotations (built by the labelling issue)."""

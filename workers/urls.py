@@ -1,0 +1,3 @@
+"""Server-rendered job pages (the htmx progress bar)."""
+
+urlpatterns: list = []
