@@ -75,14 +75,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     for exc_class, status, code in DOMAIN_ERRORS:
         if isinstance(exc, exc_class):
             return Response(
-                error_body(getattr(exc, "code", None) or code, str(exc), getattr(exc, "field", None)),
+                error_body(
+                    getattr(exc, "code", None) or code, str(exc), getattr(exc, "field", None)
+                ),
                 status=status,
                 headers={"Retry-After": "5"} if status == 503 else None,
             )
     if isinstance(exc, DjangoValidationError):
-        exc = drf.ValidationError(
-            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-        )
+        exc = drf.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404):
         exc = drf.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, DjangoPermissionDenied):

@@ -31,11 +31,12 @@ def check_database() -> None:
 
 
 def check_broker() -> None:
-    with celery_app.connection_for_read() as conn:
+    # Read the URL from settings at call time (not the app's cached connection pool), so
+    # the probe reports the broker this process is configured for right now.
+    with celery_app.connection_for_read(settings.CELERY_BROKER_URL) as conn:
         conn.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_SECONDS)
-        # ensure_connection alone can succeed lazily on some transports; open a channel.
-        channel = conn.default_channel
-        channel.close() if hasattr(channel, "close") else None
+        # Some transports connect lazily: opening a channel proves the broker answers.
+        conn.default_channel  # noqa: B018
 
 
 def check_storage() -> None:

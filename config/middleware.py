@@ -32,9 +32,7 @@ class StorageUnavailableMiddleware:
                 error_body("storage_unavailable", str(exception)), status=503
             )
         else:
-            response = TemplateResponse(
-                request, "503.html", {"detail": str(exception)}, status=503
-            )
+            response = TemplateResponse(request, "503.html", {"detail": str(exception)}, status=503)
             response.render()
         response["Retry-After"] = "5"
         return response

@@ -116,9 +116,7 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------
 
 DATABASES = {
-    "default": env.db_url(
-        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'labelvault.sqlite3'}"
-    ),
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'labelvault.sqlite3'}"),
 }
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
@@ -217,7 +215,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Data labelling, vendor batches and content-addressed dataset versions. "
         "Authenticate with `Authorization: Token <key>` (POST /api/v1/auth/token) or a "
-        "browser session. Errors are JSON: {\"error\": code, \"detail\": message}."
+        'browser session. Errors are JSON: {"error": code, "detail": message}.'
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,

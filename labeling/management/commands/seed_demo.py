@@ -46,7 +46,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG and not options["force"]:
-            raise CommandError("seed_demo creates users with known passwords; use DEBUG=1 or --force")
+            raise CommandError(
+                "seed_demo creates users with known passwords; use DEBUG=1 or --force"
+            )
         roles_ensure()
         path = credentials_path()
         saved: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
@@ -72,6 +74,6 @@ class Command(BaseCommand):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(saved, fh, indent=2)
-        self.stdout.write("Demo users (also in %s):" % path)
+        self.stdout.write(f"Demo users (also in {path}):")
         for username, (role, _) in DEMO_USERS.items():
             self.stdout.write(f"  {username:<11} {role:<10} password: {saved[username]}")
