@@ -9,6 +9,7 @@ a port set: `free_port_set()` picks one whose ports and gRPC ports are all free.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -140,7 +141,13 @@ class SeaweedServer:
             f"-dir={self.data_dir / 'data'}",
             f"-master.port={p.master}",
             f"-volume.port={p.volume}",
-            "-volume.max=8",
+            # 7 volumes per bucket: SeaweedFS grows each collection (one per bucket) by
+            # 7 on its first write, so 8 left room for one bucket only. Volume files are
+            # sparse, so the extra slots cost no disk until used.
+            "-volume.max=64",
+            # The volume server waits 10 s by default before stopping (for a load balancer
+            # to drain); nothing drains a local gateway, so stop at once.
+            "-volume.preStopSeconds=0",
             "-filer",
             f"-filer.port={p.filer}",
             "-s3",
@@ -236,7 +243,5 @@ class SeaweedServer:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass

@@ -1,4 +1,10 @@
-"""Storage errors. Nothing here knows HTTP: config/exceptions.py maps them."""
+"""Storage errors. Nothing here knows HTTP: config/exceptions.py maps them.
+
+Every failure of the object store reaches callers as one of these, never as a minio or
+urllib3 exception (storage.client.translate_errors does the translation). Each class
+carries a short `code`; `str(exc)` is a message fit for an operator or an API client
+(it names the endpoint and bucket, never the credentials).
+"""
 
 
 class StorageError(Exception):
@@ -20,3 +26,13 @@ class ObjectNotFound(StorageError):
     """No object at that key."""
 
     code = "object_not_found"
+
+
+class ContentMismatch(StorageError, ValueError):
+    """The bytes offered do not match the SHA-256 or size the caller declared.
+
+    Nothing was stored: the check runs before the last byte reaches the object store.
+    A ValueError too, because it is the caller's input that is wrong, not the store.
+    """
+
+    code = "content_mismatch"
