@@ -17,12 +17,13 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from storage.errors import ObjectNotFound, StorageUnavailable
+from storage.errors import ContentMismatch, ObjectNotFound, StorageUnavailable
 
 # Domain exception class -> (HTTP status, default error code). Subclasses inherit.
 DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (StorageUnavailable, 503, "storage_unavailable"),
     (ObjectNotFound, 404, "object_not_found"),
+    (ContentMismatch, 400, "content_mismatch"),
 ]
 
 

@@ -41,10 +41,16 @@ class TokenObtainView(APIView):
     throttle_scope = "login"
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TokenObtainInput"
+
         username = serializers.CharField()
         password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TokenObtainOutput"
+
         token = serializers.CharField()
         username = serializers.CharField()
 
@@ -69,6 +75,9 @@ class MeView(APIView):
     """The authenticated user and their roles."""
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "Me"
+
         id = serializers.IntegerField()
         username = serializers.CharField()
         roles = serializers.ListField(child=serializers.CharField())

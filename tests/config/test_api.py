@@ -62,7 +62,9 @@ def test_token_login_missing_field_names_the_field():
 def test_token_login_is_rate_limited(settings):
     api = APIClient()
     statuses = [
-        api.post("/api/v1/auth/token", {"username": "a", "password": "b"}, format="json").status_code
+        api.post(
+            "/api/v1/auth/token", {"username": "a", "password": "b"}, format="json"
+        ).status_code
         for _ in range(12)
     ]
     assert statuses[:10] == [400] * 10
@@ -104,7 +106,10 @@ def test_method_not_allowed_is_405_json():
     api.force_authenticate(user)
     response = api.delete("/api/v1/me")
     assert response.status_code == 405
-    assert response.json() == {"error": "method_not_allowed", "detail": 'Method "DELETE" not allowed.'}
+    assert response.json() == {
+        "error": "method_not_allowed",
+        "detail": 'Method "DELETE" not allowed.',
+    }
 
 
 def test_openapi_schema_and_swagger_ui(client):

@@ -18,7 +18,10 @@ def handle(exc):
 def test_storage_unavailable_is_503_with_retry_after():
     response = api_exception_handler(StorageUnavailable("object store at x:1 is down"), {})
     assert response.status_code == 503
-    assert response.data == {"error": "storage_unavailable", "detail": "object store at x:1 is down"}
+    assert response.data == {
+        "error": "storage_unavailable",
+        "detail": "object store at x:1 is down",
+    }
     assert response["Retry-After"] == "5"
 
 
@@ -30,7 +33,9 @@ def test_object_not_found_is_404():
 
 
 def test_nested_validation_error_names_the_deepest_field():
-    status, body = handle(drf.ValidationError({"regions": [{}, {"label": ["Unknown label 'cat'."]}]}))
+    status, body = handle(
+        drf.ValidationError({"regions": [{}, {"label": ["Unknown label 'cat'."]}]})
+    )
     assert status == 400
     assert body["error"] == "invalid"
     assert body["field"] == "regions.1.label"
@@ -46,7 +51,10 @@ def test_non_field_validation_error_has_no_field():
 def test_django_validation_error_and_404_are_mapped():
     status, body = handle(DjangoValidationError({"name": ["Too long."]}))
     assert (status, body["field"], body["detail"]) == (400, "name", "name: Too long.")
-    assert handle(Http404("No such job.")) == (404, {"error": "not_found", "detail": "No such job."})
+    assert handle(Http404("No such job.")) == (
+        404,
+        {"error": "not_found", "detail": "No such job."},
+    )
 
 
 def test_domain_error_code_and_field_attributes_are_used():
@@ -60,3 +68,10 @@ def test_domain_error_code_and_field_attributes_are_used():
 
 def test_unknown_exception_is_left_to_django():
     assert api_exception_handler(RuntimeError("boom"), {}) is None
+
+
+def test_content_mismatch_is_400():
+    from storage.errors import ContentMismatch
+
+    status, body = handle(ContentMismatch("bytes hash to ab…, not cd…"))
+    assert (status, body["error"]) == (400, "content_mismatch")
