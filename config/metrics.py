@@ -21,13 +21,9 @@ class JobCollector(Collector):
 
         from workers.models import Job
 
-        family = GaugeMetricFamily(
-            "labelvault_jobs", "Background jobs by state.", labels=["state"]
-        )
+        family = GaugeMetricFamily("labelvault_jobs", "Background jobs by state.", labels=["state"])
         try:
-            counts = dict(
-                Job.objects.order_by().values_list("state").annotate(n=Count("pk"))
-            )
+            counts = dict(Job.objects.order_by().values_list("state").annotate(n=Count("pk")))
         except DatabaseError:
             # A scrape must not fail because the database is down; /readyz reports that.
             return
