@@ -1,3 +1,12 @@
-"""Server-rendered job pages (the htmx progress bar)."""
+"""Server-rendered job pages (the htmx progress bar), under /jobs/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from workers import views
+
+app_name = "workers"
+
+urlpatterns = [
+    path("<uuid:job_id>", views.job_detail, name="job-detail"),
+    path("<uuid:job_id>/progress", views.job_progress, name="job-progress"),
+]
