@@ -35,8 +35,12 @@ def check_broker() -> None:
     # the probe reports the broker this process is configured for right now.
     with celery_app.connection_for_read(settings.CELERY_BROKER_URL) as conn:
         conn.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_SECONDS)
-        # Some transports connect lazily: opening a channel proves the broker answers.
-        conn.default_channel  # noqa: B018
+        channel = conn.default_channel
+        if conn.transport.driver_type == "sql":
+            # The SQLAlchemy transport opens its database lazily: run one query on it.
+            from sqlalchemy import text
+
+            channel.session.execute(text("SELECT 1"))
 
 
 def check_storage() -> None:

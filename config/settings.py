@@ -244,6 +244,18 @@ S3_PRESIGN_EXPIRY = env.int("S3_PRESIGN_EXPIRY", default=900)  # 15 min, as S3 c
 # Multipart part size for streamed uploads: 16 MiB keeps 10,000 parts above 150 GB.
 S3_PART_SIZE = env.int("S3_PART_SIZE", default=16 * 1024 * 1024)
 
+# --- Imports ----------------------------------------------------------------------------
+
+# Per-file limit: 100 MB covers camera RAW-sized JPEGs and long documents.
+IMPORT_MAX_FILE_BYTES = env.int("IMPORT_MAX_FILE_BYTES", default=100_000_000)
+# Image types accepted (sniffed from the bytes by Pillow, not from names).
+IMPORT_IMAGE_TYPES = env.list(
+    "IMPORT_IMAGE_TYPES",
+    default=["image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff"],
+)
+# Pillow's own default (about 89.5 Mpx, a 0.25 GB RGB decode); larger images are refused.
+IMPORT_MAX_IMAGE_PIXELS = env.int("IMPORT_MAX_IMAGE_PIXELS", default=89_478_485)
+
 # --- Celery -----------------------------------------------------------------------------
 
 CELERY_BROKER_URL = env.str(
@@ -264,6 +276,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis: a message unacknowledged for this long is delivered again. Longer than the
 # longest job chunk; the sweeper (below) recovers stale jobs much sooner than this.
+# (workers.celery_app drops it for the SQLAlchemy broker, which refuses the option.)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -276,6 +289,10 @@ JOB_REQUEUE_AFTER = env.float("JOB_REQUEUE_AFTER", default=600.0)
 JOB_SWEEP_INTERVAL = env.float("JOB_SWEEP_INTERVAL", default=30.0)
 # Deliveries before a job that keeps killing its worker is marked failed (poison job).
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=5)
+# Transient errors (storage or database unreachable) are retried after 2, 4, 8 ... s
+# (with jitter), at most 5 minutes apart.
+JOB_RETRY_BACKOFF_SECONDS = env.float("JOB_RETRY_BACKOFF_SECONDS", default=2.0)
+JOB_RETRY_BACKOFF_MAX_SECONDS = env.float("JOB_RETRY_BACKOFF_MAX_SECONDS", default=300.0)
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {
         "task": "workers.jobs_sweep",

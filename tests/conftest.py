@@ -14,8 +14,17 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.test.utils import override_settings
 
 from storage.embedded import SeaweedServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    """Hash test passwords with MD5: the production hasher costs about 1 s per user here."""
+    # override_settings sends setting_changed, which clears Django's cached hashers.
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +40,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServe
     try:
         yield server
     finally:
-        server.stop()
+        server.stop(grace=2)  # throwaway data: no need to wait for a clean shutdown
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,174 @@
+"""Inspect a file on local disk and store it as an Asset: one row and one blob per SHA-256.
+
+The bytes decide everything: the media type is sniffed (Pillow for images, a strict UTF-8
+decode for text), never taken from a name or an HTTP header, and an image is decoded in
+full so that a truncated or corrupt file is refused before anything is stored.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import warnings
+from collections.abc import Collection
+from pathlib import Path
+
+from django.conf import settings
+from PIL import Image, UnidentifiedImageError
+
+from datasets.errors import FileRejected
+from datasets.models import Asset, Dataset
+from datasets.types import AssetFacts
+from storage.services import blob_put_stream
+
+# Read size for hashing and decoding: few system calls, no memory worth counting.
+CHUNK_SIZE = 1024 * 1024
+# EXIF Orientation values 5-8 rotate the picture by 90 degrees: width and height swap.
+EXIF_ORIENTATION = 0x0112
+ROTATED_ORIENTATIONS = {5, 6, 7, 8}
+TEXT_MEDIA_TYPE = "text/plain"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_000_000:.1f} MB"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _inspect_image(
+    path: Path, *, allowed_media_types: Collection[str], max_pixels: int
+) -> tuple[str, int, int]:
+    """Return (media type, width, height) after EXIF orientation, or raise FileRejected."""
+    with warnings.catch_warnings():
+        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse outright.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                fmt = image.format or ""
+                media_type = Image.MIME.get(fmt.upper(), "")
+                if media_type not in allowed_media_types:
+                    shown = media_type or f"{fmt or 'unknown'} image"
+                    raise FileRejected(
+                        f"type {shown} is not allowed (allowed: {', '.join(sorted(allowed_media_types))})"
+                    )
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise FileRejected(
+                        f"image is {width}x{height} = {width * height:,} pixels, over the "
+                        f"limit of {max_pixels:,}"
+                    )
+                image.verify()  # header and structure, without decoding
+            # verify() leaves the image unusable: reopen for the full decode, which is what
+            # catches truncated and corrupt pixel data.
+            with Image.open(path) as image:
+                image.load()
+                orientation = image.getexif().get(EXIF_ORIENTATION)
+        except FileRejected:
+            raise
+        except UnidentifiedImageError:
+            raise FileRejected("not an image Pillow can read") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise FileRejected(f"image too large: {exc}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise FileRejected(f"corrupt or truncated image: {exc}") from None
+    if orientation in ROTATED_ORIENTATIONS:
+        width, height = height, width
+    return media_type, width, height
+
+
+def _inspect_text(path: Path) -> int:
+    """Return the number of characters of a UTF-8 text file, or raise FileRejected."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    chars = 0
+    offset = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK_SIZE):
+            try:
+                text = decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                raise FileRejected(
+                    f"not valid UTF-8 text (bad byte at offset {offset + exc.start})"
+                ) from None
+            if "\x00" in text:
+                raise FileRejected("not a text file (contains NUL characters)")
+            chars += len(text)
+            offset += len(chunk)
+        try:
+            chars += len(decoder.decode(b"", final=True))
+        except UnicodeDecodeError:
+            raise FileRejected("not valid UTF-8 text (ends inside a character)") from None
+    if chars and _first_char(path) == "\ufeff":
+        chars -= 1  # a byte order mark is not content
+    return chars
+
+
+def _first_char(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return fh.read(3).decode("utf-8", errors="ignore")[:1]
+
+
+def asset_inspect(
+    path: Path,
+    *,
+    kind: str,
+    max_bytes: int | None = None,
+    allowed_media_types: Collection[str] | None = None,
+    max_pixels: int | None = None,
+) -> AssetFacts:
+    """Establish a local file's hash, size, real media type and dimensions.
+
+    Reads the file (twice for images: hash, then a full decode) with bounded memory.
+    Raises FileRejected with a reason a person can act on: empty, over the size limit,
+    a type not allowed, over the pixel limit, corrupt/truncated, or not UTF-8 text.
+    """
+    max_bytes = settings.IMPORT_MAX_FILE_BYTES if max_bytes is None else max_bytes
+    size = path.stat().st_size
+    if size == 0:
+        raise FileRejected("file is empty")
+    if size > max_bytes:
+        raise FileRejected(f"file is {_mb(size)}, over the per-file limit of {_mb(max_bytes)}")
+    if kind == Dataset.Kind.IMAGE:
+        media_type, width, height = _inspect_image(
+            path,
+            allowed_media_types=(
+                settings.IMPORT_IMAGE_TYPES if allowed_media_types is None else allowed_media_types
+            ),
+            max_pixels=settings.IMPORT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels,
+        )
+        return AssetFacts(
+            sha256=file_sha256(path), size=size, media_type=media_type, width=width, height=height
+        )
+    if kind == Dataset.Kind.TEXT:
+        chars = _inspect_text(path)
+        return AssetFacts(
+            sha256=file_sha256(path), size=size, media_type=TEXT_MEDIA_TYPE, char_count=chars
+        )
+    raise ValueError(f"unknown dataset kind {kind!r}")
+
+
+def asset_store(path: Path, facts: AssetFacts) -> Asset:
+    """Store the file's bytes under its hash, then record the Asset row.
+
+    Idempotent: an existing blob is not written again and an existing row is returned
+    as it is. The object is written before the row, so a row always has its bytes.
+    Raises storage errors (StorageUnavailable is transient: the job is retried).
+    """
+    with open(path, "rb") as fh:
+        blob_put_stream(fh, content_type=facts.media_type, size=facts.size, sha256=facts.sha256)
+    asset, _ = Asset.objects.get_or_create(
+        sha256=facts.sha256,
+        defaults={
+            "size": facts.size,
+            "media_type": facts.media_type,
+            "width": facts.width,
+            "height": facts.height,
+            "char_count": facts.char_count,
+        },
+    )
+    return asset
