@@ -156,6 +156,10 @@ class Child:
     name: str
     argv: list[str]
     log_path: Path
+    # SIGTERM only the main process, not its group: a Celery worker then stops its own
+    # pool (warm shutdown, about 6 s); SIGTERM on its pool processes too makes it report
+    # them lost and hang until SIGKILL.
+    term_leader_only: bool = False
     process: subprocess.Popen[bytes] | None = None
     _pump: threading.Thread | None = field(default=None, repr=False)
 
@@ -378,7 +382,11 @@ class Stack:
             say("DEBUG is off: no demo users (create one with `manage.py createsuperuser`)")
 
         celery = [sys.executable, "-m", "celery", "-A", "config"]
-        self.spawn("worker", [*celery, "worker", "--loglevel=INFO", "--concurrency=2"])
+        self.spawn(
+            "worker",
+            [*celery, "worker", "--loglevel=INFO", "--concurrency=2"],
+            term_leader_only=True,
+        )
         self.spawn("beat", [*celery, "beat", "--loglevel=INFO"])
         bind = f"127.0.0.1:{self.web_port}"
         if self.debug:
@@ -417,8 +425,13 @@ class Stack:
                 f"`{' '.join(argv[1:])}` failed with exit code {code} (log: {child.log_path})"
             )
 
-    def spawn(self, name: str, argv: list[str]) -> None:
-        child = Child(name=name, argv=argv, log_path=self.log_dir / f"{name}.log")
+    def spawn(self, name: str, argv: list[str], *, term_leader_only: bool = False) -> None:
+        child = Child(
+            name=name,
+            argv=argv,
+            log_path=self.log_dir / f"{name}.log",
+            term_leader_only=term_leader_only,
+        )
         self.children.append(child)
         child.start(self.env)
         self.record()
@@ -562,7 +575,11 @@ class Stack:
         signalled: set[int] = set()
         for child in reversed(self.children):  # web first, the worker last
             if child.process is not None and child.poll() is None:
-                _killpg(child.pid, sig)
+                if sig == signal.SIGTERM and child.term_leader_only:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.pid, sig)
+                else:
+                    _killpg(child.pid, sig)
                 signalled.add(child.pid)
         for proc in self.ours(seaweed=False):
             # Once only: a second SIGTERM means something else to some programs.
