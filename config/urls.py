@@ -11,6 +11,7 @@ api_v1 = [
     path("auth/token", views.TokenObtainView.as_view(), name="api-token"),
     path("me", views.MeView.as_view(), name="api-me"),
     path("", include("workers.api_urls")),
+    path("", include("datasets.api_urls")),
 ]
 
 urlpatterns = [
@@ -19,6 +20,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("jobs/", include("workers.urls")),
+    path("datasets/", include("datasets.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -124,3 +124,90 @@ class ItemTag(models.Model):
 
     def __str__(self) -> str:
         return self.tag
+
+
+class Import(models.Model):
+    """One import of files into a dataset: its source, its job and its running counts.
+
+    The source is expanded into ImportEntry rows first (planning), then chunk jobs turn
+    pending entries into assets and items. Entries make an import resumable (a chunk
+    redone after a crash skips what is no longer pending) and its report queryable.
+    """
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Uploaded files or archive"
+        URLS = "urls", "List of URLs"
+        S3 = "s3", "S3 bucket prefix"
+        FOLDER = "folder", "Server folder"
+        RECORDS = "records", "Text records (JSONL/CSV)"
+
+    class State(models.TextChoices):
+        PLANNING = "planning", "Planning"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="imports")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    # What the source is (URLs file key, bucket and prefix, folder, field names ...) and
+    # the defaults for its items (tags, split). Never a credential: see `secret`.
+    options = models.JSONField(default=dict, blank=True)
+    # Credentials given for this import only (S3 keys), encrypted; erased when it ends.
+    secret = models.TextField(blank=True, default="")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PLANNING)
+    job = models.ForeignKey(
+        "workers.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    total = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="imports"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["dataset", "-created_at"], name="import_dataset_recent")]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} ({self.source}) into {self.dataset_id}"
+
+
+class ImportEntry(models.Model):
+    """One file (or record) of an import, from planning to its outcome."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        CREATED = "created", "Created"  # a new item
+        UNCHANGED = "unchanged", "Unchanged"  # same external_id and content already there
+        DUPLICATE = "duplicate", "Duplicate"  # content already in the dataset under another id
+        REJECTED = "rejected", "Rejected"
+
+    import_run = models.ForeignKey(Import, on_delete=models.CASCADE, related_name="entries")
+    seq = models.PositiveIntegerField()
+    # The item's external_id: the file's path in the upload/archive, the URL's id, ...
+    name = models.CharField(max_length=512)
+    # Where the bytes are: a staging object key, a URL, an S3 key, a path, a record.
+    ref = models.TextField()
+    metadata = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    split = models.CharField(max_length=5, default="", blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reason = models.TextField(blank=True, default="")
+    item = models.ForeignKey(Item, on_delete=models.SET_NULL, null=True, blank=True)
+    asset = models.ForeignKey(Asset, on_delete=models.SET_NULL, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["import_run", "seq"], name="importentry_seq"),
+        ]
+        indexes = [
+            models.Index(fields=["import_run", "status", "seq"], name="importentry_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.import_run_id}#{self.seq} {self.name}"

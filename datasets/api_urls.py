@@ -1,0 +1,3 @@
+"""REST endpoints under /api/v1/ for datasets, items, imports and assets."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Server-rendered dataset pages."""
+
+urlpatterns: list = []
