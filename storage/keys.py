@@ -14,6 +14,8 @@ BLOB_PREFIX = BLOBS_ROOT + "sha256/"
 DERIVED_PREFIX = "derived/"
 MANIFEST_PREFIX = "manifests/"
 EXPORT_PREFIX = "exports/"
+# Uploaded files waiting to be validated by an import; deleted when the import ends.
+STAGING_PREFIX = "staging/"
 
 # Lower-case only: one spelling per hash, so one blob never has two keys.
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -80,3 +82,16 @@ def export_key(version_id: str, fmt: str, options_hash: str) -> str:
     _check(_NAME, fmt, "export format")
     _check(_HEX_DIGEST, options_hash, "options hash (8-64 lower-case hex characters)")
     return f"{EXPORT_PREFIX}{version_id}/{fmt}/{options_hash}"
+
+
+def staging_prefix(import_id: str) -> str:
+    """Return the prefix under which an import's uploads wait: staging/<import id>/."""
+    _check(_ID, import_id, "import id")
+    return f"{STAGING_PREFIX}{import_id}/"
+
+
+def staging_key(import_id: str, seq: int) -> str:
+    """Return the key of upload number `seq` of an import: staging/<import id>/<seq>."""
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ValueError(f"invalid staging sequence number: {seq!r}")
+    return f"{staging_prefix(import_id)}{seq}"

@@ -26,10 +26,11 @@ from typing import IO, Any, BinaryIO, cast
 from django.conf import settings
 from django.utils.http import content_disposition_header
 from minio.datatypes import Object
+from minio.deleteobjects import DeleteObject
 
 from storage.client import get_client, get_presign_client, translate_errors
 from storage.errors import ContentMismatch, ObjectNotFound, StorageError
-from storage.keys import BLOBS_ROOT, blob_key
+from storage.keys import BLOBS_ROOT, STAGING_PREFIX, blob_key
 from storage.types import ObjectInfo, PutResult, Readable
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -572,3 +573,30 @@ def presign_get(
             expires=timedelta(seconds=seconds),
             response_headers=cast(Any, response_headers) or None,
         )
+
+
+def staging_delete(prefix: str) -> int:
+    """Delete every object under a staging prefix (storage.keys.staging_prefix); return
+    how many were deleted.
+
+    Only staging/ may be deleted: blobs, manifests and exports are never removed here.
+    Idempotent (an empty prefix deletes nothing). Lists page by page, so memory does not
+    grow with the number of objects. Raises ValueError for any other prefix and
+    StorageUnavailable when the store cannot be used.
+    """
+    if not prefix.startswith(STAGING_PREFIX) or not prefix.endswith("/") or ".." in prefix:
+        raise ValueError(f"{prefix!r} is not a staging prefix")
+    client = get_client()
+    deleted = 0
+
+    def names() -> Iterator[DeleteObject]:
+        nonlocal deleted
+        for obj in client.list_objects(_bucket(), prefix=prefix, recursive=True):
+            deleted += 1
+            yield DeleteObject(obj.object_name)
+
+    with translate_errors(key=prefix):
+        # remove_objects is lazy (batches of 1,000) and yields only the failures.
+        for error in client.remove_objects(_bucket(), names()):
+            raise StorageError(f"could not delete {error.name}: {error.message}")
+    return deleted
