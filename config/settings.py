@@ -178,7 +178,12 @@ STORAGES = {
         )
     },
 }
-FILE_UPLOAD_TEMP_DIR = str(VAR_DIR / "uploads") if (VAR_DIR / "uploads").is_dir() else None
+# Uploads over 2.5 MB are spooled here (and imports unpack archives here): the system
+# temp folder unless set; it needs room for the largest upload.
+FILE_UPLOAD_TEMP_DIR = env.str("FILE_UPLOAD_TEMP_DIR", default="") or None
+# Django refuses more than 100 files in one request by default; a browser upload of a
+# folder of images easily has thousands.
+DATA_UPLOAD_MAX_NUMBER_FILES = env.int("DATA_UPLOAD_MAX_NUMBER_FILES", default=10_000)
 
 # --- Security (checked by `manage.py check --deploy`) -----------------------------------
 
