@@ -266,6 +266,17 @@ IMPORT_IMAGE_TYPES = env.list(
 )
 # Pillow's own default (about 89.5 Mpx, a 0.25 GB RGB decode); larger images are refused.
 IMPORT_MAX_IMAGE_PIXELS = env.int("IMPORT_MAX_IMAGE_PIXELS", default=89_478_485)
+# Archives: most files one upload may hold (a large labelled set; more goes in several imports).
+IMPORT_ARCHIVE_MAX_FILES = env.int("IMPORT_ARCHIVE_MAX_FILES", default=100_000)
+# Archives: total uncompressed bytes the members may declare, 20 GB (zip-bomb cap).
+IMPORT_ARCHIVE_MAX_BYTES = env.int("IMPORT_ARCHIVE_MAX_BYTES", default=20_000_000_000)
+# Non-public networks (CIDRs) that URL imports and non-default S3 endpoints may reach;
+# empty = public addresses only (no loopback, private, link-local or metadata address).
+IMPORT_URL_ALLOWED_NETWORKS = env.list("IMPORT_URL_ALLOWED_NETWORKS", default=[])
+# Wall-clock seconds for one URL, redirects included (100 MB at about 1 MB/s).
+IMPORT_URL_TIMEOUT = env.float("IMPORT_URL_TIMEOUT", default=120.0)
+# Absolute directories under which server folders may be imported; empty = feature off.
+IMPORT_FOLDER_ROOTS = env.list("IMPORT_FOLDER_ROOTS", default=[])
 
 # --- Celery -----------------------------------------------------------------------------
 
