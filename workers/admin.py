@@ -25,7 +25,7 @@ class JobAdmin(admin.ModelAdmin):
         "heartbeat_at",
         "finished_at",
     )
-    list_filter = ("state", "kind")
+    list_filter = ("state", "kind", ("parent", admin.EmptyFieldListFilter))
     search_fields = ("=id", "kind", "handler", "created_by__username")
     date_hierarchy = "created_at"
     list_select_related = ("created_by",)
@@ -41,6 +41,11 @@ class JobAdmin(admin.ModelAdmin):
         "progress_total",
         "attempts",
         "max_attempts",
+        "parent",
+        "children_total",
+        "children_pending",
+        "on_done",
+        "children_finished_at",
         "error",
         "report",
         "created_by",

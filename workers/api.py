@@ -1,11 +1,16 @@
-"""REST endpoints for jobs: progress of one job, and the caller's own jobs."""
+"""REST endpoints for jobs: progress of one job, and the caller's own jobs.
+
+A job that fanned out shows its children's counts and their summed progress; its
+chunks are listed with GET /api/v1/jobs?parent=<id>.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import ListAPIView
@@ -15,13 +20,24 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from workers.models import Job
-from workers.selectors import job_get_for_user, job_list_for_user
+from workers.selectors import job_get_for_user, job_list_for_user, jobs_attach_children
 
 
 class JobProgressSerializer(serializers.Serializer):
-    done = serializers.IntegerField(source="progress_done")
-    total = serializers.IntegerField(source="progress_total", allow_null=True)
+    # A waiting parent's numbers include what its running children report now.
+    done = serializers.IntegerField(source="live_done")
+    total = serializers.IntegerField(source="live_total", allow_null=True)
     percent = serializers.FloatField(source="progress_percent", allow_null=True)
+
+
+class JobChildrenSerializer(serializers.Serializer):
+    """Child jobs (chunks) by state; all zero for a job that did not fan out."""
+
+    total = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
 
 
 class JobOutputSerializer(serializers.Serializer):
@@ -29,6 +45,8 @@ class JobOutputSerializer(serializers.Serializer):
     kind = serializers.CharField()
     state = serializers.ChoiceField(choices=Job.State.choices)
     progress = JobProgressSerializer(source="*")
+    parent = serializers.UUIDField(source="parent_id", allow_null=True)
+    children = JobChildrenSerializer(source="children_summary")
     attempts = serializers.IntegerField()
     error = serializers.CharField()
     report = serializers.SerializerMethodField()
@@ -49,7 +67,7 @@ _NOT_FOUND = OpenApiResponse(description='{"error": "not_found"}: no such job, o
 
 
 class JobDetailApi(APIView):
-    """A job's state and progress; poll it while `state` is queued or running."""
+    """A job's state and progress; poll it while `state` is queued, running or waiting."""
 
     @extend_schema(
         operation_id="jobs_retrieve", responses={200: JobOutputSerializer, 404: _NOT_FOUND}
@@ -66,15 +84,36 @@ class JobCursorPagination(CursorPagination):
     ordering = "-created_at"
 
 
+class JobListInputSerializer(serializers.Serializer):
+    parent = serializers.UUIDField(required=False)
+
+
 class JobListApi(ListAPIView):
-    """The caller's own jobs, newest first (cursor-paginated)."""
+    """The caller's own top-level jobs, newest first (cursor-paginated); with
+    ?parent=<id>, the child jobs (chunks) of that job."""
 
     serializer_class = JobOutputSerializer
     pagination_class = JobCursorPagination
 
     def get_queryset(self) -> Any:
-        return job_list_for_user(self.request.user)
+        query = JobListInputSerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return job_list_for_user(self.request.user, parent_id=query.validated_data.get("parent"))
 
-    @extend_schema(operation_id="jobs_list")
+    def paginate_queryset(self, queryset: Any) -> Any:
+        page = super().paginate_queryset(queryset)
+        jobs_attach_children(page if page is not None else queryset)
+        return page
+
+    @extend_schema(
+        operation_id="jobs_list",
+        parameters=[
+            OpenApiParameter(
+                "parent",
+                OpenApiTypes.UUID,
+                description="List the child jobs (chunks) of this job instead.",
+            )
+        ],
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)

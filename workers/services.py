@@ -4,6 +4,16 @@ The Celery message carries only the job id; the row is the truth. A delivery cla
 job with a conditional UPDATE before doing anything, so a duplicate message (a sweeper
 re-send, a broker redelivery) is harmless: it finds the job owned or finished and
 returns quietly.
+
+Fan-out (JobContext.spawn): children are written while the parent's handler runs but
+held (enqueued_at NULL: never sent, invisible to the sweeper) until the handler
+returned; the parent then turns "waiting" and its children are sent. Every transition
+of a child into a finished state happens in one transaction with a lock on the parent
+row (parent before child, always), which decrements the parent's children_pending and
+adds the child's final progress; the transaction that brings it to zero turns the
+parent into its finishing run (queued, children_finished_at set) and sends it. That run
+calls the parent's on_done and writes the final state, so on_done gets the claim,
+heartbeat, retry and sweeper guarantees of any run.
 """
 
 from __future__ import annotations
@@ -13,20 +23,23 @@ import random
 import threading
 import traceback
 import uuid
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from workers.celery_app import app
 from workers.errors import InvalidJobHandler
 from workers.models import Job
-from workers.types import JobContext, JobLease, JobRunResult
+from workers.selectors import job_children_summaries
+from workers.types import JobChildren, JobContext, JobLease, JobRunResult
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +65,14 @@ RETRY_BACKOFF_MAX_SECONDS = 300.0
 SWEEP_BATCH = 500
 
 ERROR_MAX_CHARS = 1000
+
+# Child rows written per INSERT by spawn (a 100,000-file import in chunks of 200 is 500
+# children: one INSERT).
+SPAWN_BATCH = 1000
+
+# A finishing run (on_done) gets at least this many deliveries, even when the handler
+# used up max_attempts before it succeeded.
+FINISH_MIN_ATTEMPTS = 3
 
 
 # --- submit -----------------------------------------------------------------------------
@@ -109,6 +130,222 @@ def _send(job_id: uuid.UUID | str, *, countdown: float | None = None) -> None:
     app.send_task(JOB_RUN_TASK, args=[str(job_id)], countdown=countdown)
 
 
+def _send_many(job_ids: list[uuid.UUID]) -> int:
+    """Publish the jobs' messages over one producer connection; return how many went.
+
+    Stops at the first failure: the rows are queued with enqueued_at set, so the
+    sweeper sends the rest after JOB_REQUEUE_AFTER (retrying 500 sends against a dead
+    broker would only hold up this worker).
+    """
+    sent = 0
+    try:
+        with app.producer_or_acquire() as producer:
+            for job_id in job_ids:
+                app.send_task(JOB_RUN_TASK, args=[str(job_id)], producer=producer)
+                sent += 1
+    except Exception:
+        logger.exception("sent %s of %s child jobs; the sweeper sends the rest", sent, len(job_ids))
+    return sent
+
+
+# --- fan-out ----------------------------------------------------------------------------
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+class _SpawnLost(Exception):
+    """The spawning run no longer owns its job: roll the children back."""
+
+
+def job_spawn(
+    *,
+    lease: JobLease,
+    kind: str,
+    handler: str,
+    params_list: Iterable[dict[str, Any]],
+    totals: Iterable[int] | None = None,
+    on_done: str | None = None,
+) -> tuple[list[uuid.UUID], int | None]:
+    """Create held child jobs of the job `lease` runs; return (ids, sum of totals).
+
+    What JobContext.spawn calls (see there). One transaction: the children are
+    inserted in batches of SPAWN_BATCH, then the parent's counters (and on_done) are
+    updated fenced on the lease, so a run that lost its job adds nothing (returns
+    ([], None) and sets lease.lost). The children are sent when the run ends.
+    """
+    _resolve_handler(handler)
+    if on_done:
+        _resolve_handler(on_done)
+    parent = Job.objects.values("created_by_id").filter(pk=lease.job_id).first()
+    if parent is None:
+        lease.lost.set()
+        return [], None
+    pairs: Iterable[tuple[dict[str, Any], int | None]]
+    if totals is None:
+        pairs = ((params, None) for params in params_list)
+    else:
+        pairs = zip(params_list, totals, strict=True)
+    ids: list[uuid.UUID] = []
+    totals_sum = 0
+    try:
+        with transaction.atomic():
+            for batch in _batches(pairs, SPAWN_BATCH):
+                children = []
+                for params, total in batch:
+                    if total is not None:
+                        if total < 0:
+                            raise ValueError(f"a child's total must not be negative: {total}")
+                        totals_sum += total
+                    children.append(
+                        Job(
+                            kind=kind,
+                            handler=handler,
+                            params=params,
+                            parent_id=lease.job_id,
+                            created_by_id=parent["created_by_id"],
+                            progress_total=total,
+                            enqueued_at=None,  # held until the parent's run ends
+                        )
+                    )
+                Job.objects.bulk_create(children)
+                ids.extend(child.pk for child in children)
+            counters: dict[str, Any] = {
+                "children_total": F("children_total") + len(ids),
+                "children_pending": F("children_pending") + len(ids),
+            }
+            if on_done is not None:
+                counters["on_done"] = on_done
+            if not lease.write(**counters):
+                raise _SpawnLost
+    except _SpawnLost:
+        logger.warning("job %s lost while spawning children; none created", lease.job_id)
+        return [], None
+    return ids, (None if totals is None else totals_sum)
+
+
+def _lock(job_id: uuid.UUID | str) -> None:
+    """Lock the job's row until the transaction ends (SQLite: the IMMEDIATE transaction
+    already holds the database's write lock)."""
+    list(Job.objects.select_for_update().filter(pk=job_id).values_list("pk", flat=True))
+
+
+def _recount_children(job_id: uuid.UUID | str) -> JobChildren:
+    """Set the job's children counters from its children's rows (job row locked)."""
+    summary = job_children_summaries([job_id]).get(job_id, JobChildren.none())
+    Job.objects.filter(pk=job_id).update(
+        children_total=summary.total, children_pending=summary.pending
+    )
+    return summary
+
+
+def _drop_held_children(job_id: uuid.UUID | str) -> int:
+    """Delete the children a run spawned but never sent (it did not reach "waiting").
+
+    Call with the job row locked by this run (its claim or a fenced write), so no other
+    run of the job is spawning meanwhile. They never ran: nothing else refers to them.
+    """
+    deleted, _ = Job.objects.filter(parent_id=job_id, enqueued_at__isnull=True).delete()
+    if deleted:
+        _recount_children(job_id)
+        logger.info("job %s: dropped %s child jobs its earlier run never sent", job_id, deleted)
+    return deleted
+
+
+def _enter_waiting(job: Job, lease: JobLease, ctx: JobContext) -> JobRunResult:
+    """End the handler run of a job that spawned children: waiting, children sent."""
+    job_key = str(job.pk)
+    now = timezone.now()
+    total = ctx.spawned_totals if ctx.spawned_totals is not None else ctx.total
+    with transaction.atomic():
+        if not lease.write(
+            state=Job.State.WAITING,
+            error="",
+            report=ctx.report,
+            # From now on the progress is the children's: finished ones add to it.
+            progress_done=0,
+            progress_total=total,
+        ):
+            logger.warning("job %s spawned children but was cancelled or reclaimed", job_key)
+            return JobRunResult(job_key, "lost")
+        held = set(
+            Job.objects.filter(
+                parent_id=job.pk, enqueued_at__isnull=True, state=Job.State.QUEUED
+            ).values_list("pk", flat=True)
+        )
+        Job.objects.filter(parent_id=job.pk, enqueued_at__isnull=True).update(
+            enqueued_at=now, updated_at=now
+        )
+        pending = Job.objects.values_list("children_pending", flat=True).get(pk=job.pk)
+        if pending == 0:  # spawned no chunk (an empty import), or all were cancelled
+            _start_finishing(job.pk, now)
+        to_send = [child for child in ctx.spawned if child in held]
+        transaction.on_commit(lambda: _send_many(to_send), robust=True)
+    logger.info("job %s waits for %s child jobs", job_key, len(to_send))
+    return JobRunResult(job_key, "waiting")
+
+
+def _start_finishing(parent_id: uuid.UUID | str, now: datetime) -> bool:
+    """Turn a waiting parent with no pending children into its finishing run, queued;
+    send it after commit. Call with the parent row locked."""
+    started = Job.objects.filter(pk=parent_id, state=Job.State.WAITING).update(
+        state=Job.State.QUEUED,
+        children_finished_at=now,
+        enqueued_at=now,
+        updated_at=now,
+        max_attempts=Greatest(F("max_attempts"), F("attempts") + FINISH_MIN_ATTEMPTS),
+    )
+    if started:
+        transaction.on_commit(lambda: _send_logged(parent_id), robust=True)
+    return bool(started)
+
+
+def _child_finished(parent_id: uuid.UUID | str, child_id: uuid.UUID | str, now: datetime) -> None:
+    """Count a child that just reached a finished state into its parent.
+
+    Call in the transaction that finished the child, with the parent row locked first:
+    decrements are serialised, so exactly one transaction sees the count reach zero.
+    """
+    done = Job.objects.values_list("progress_done", flat=True).get(pk=child_id)
+    Job.objects.filter(pk=parent_id).update(
+        # Never below zero, even if a child row was deleted by hand; the sweeper
+        # recounts a parent whose count and children disagree.
+        children_pending=Greatest(F("children_pending") - 1, Value(0)),
+        progress_done=F("progress_done") + done,
+        updated_at=now,
+    )
+    state, pending = Job.objects.values_list("state", "children_pending").get(pk=parent_id)
+    if state == Job.State.WAITING and pending == 0:
+        _start_finishing(parent_id, now)
+
+
+def _write_finished(
+    job_id: uuid.UUID | str,
+    parent_id: uuid.UUID | None,
+    fence: Q,
+    fields: dict[str, Any],
+    *,
+    drop_held: bool = False,
+) -> bool:
+    """Move a job to a finished state if it still matches `fence`; return whether it
+    did. A child is counted into its parent in the same transaction (parent locked
+    first). With drop_held, children its run never sent are deleted too."""
+    now = timezone.now()
+    fields = {"finished_at": now, "updated_at": now, **fields}
+    with transaction.atomic():
+        if parent_id is not None:
+            _lock(parent_id)
+        changed = Job.objects.filter(fence, pk=job_id).update(**fields)
+        if changed and drop_held:
+            _drop_held_children(job_id)
+        if changed and parent_id is not None:
+            _child_finished(parent_id, job_id, now)
+    return bool(changed)
+
+
 # --- claim and run ----------------------------------------------------------------------
 
 
@@ -129,7 +366,15 @@ def _claim(job_id: uuid.UUID | str) -> int | None:
                 state=Job.State.RUNNING,
                 attempts=F("attempts") + 1,
                 heartbeat_at=now,
-                started_at=now,
+                # A finishing run keeps the time the job itself started.
+                started_at=Case(
+                    When(
+                        children_finished_at__isnull=False,
+                        started_at__isnull=False,
+                        then=F("started_at"),
+                    ),
+                    default=Value(now),
+                ),
                 updated_at=now,
             )
         )
@@ -198,19 +443,30 @@ class _Heartbeat(threading.Thread):
             self.join()
 
 
-def _finish(lease: JobLease, **fields: Any) -> bool:
-    now = timezone.now()
-    fields.setdefault("finished_at", now)
-    return lease.write(heartbeat_at=now, updated_at=now, **fields)
+def _finish(lease: JobLease, *, drop_held: bool = False, **fields: Any) -> bool:
+    """Write the run's final state, fenced on its lease; count a child into its parent."""
+    written = _write_finished(
+        lease.job_id,
+        lease.parent_id,
+        Q(state=Job.State.RUNNING, attempts=lease.attempt),
+        {"heartbeat_at": timezone.now(), **fields},
+        drop_held=drop_held,
+    )
+    if not written:
+        lease.lost.set()
+    return written
 
 
 def job_run(job_id: uuid.UUID | str) -> JobRunResult:
     """Run one delivery of a job: claim it, call its handler, record how it ended.
 
     Returns quietly (outcome "skipped") when the job is not claimable: already running
-    elsewhere, finished, cancelled, or deleted. A job claimed more than max_attempts
-    times (its runs keep dying) is failed as a poison job. On success the report, state
-    and finished_at are written last, in one UPDATE, after the handler's own outputs.
+    elsewhere, waiting for its children, finished, cancelled, or deleted. A job claimed
+    more than max_attempts times (its runs keep dying) is failed as a poison job. On
+    success the report, state and finished_at are written last, in one UPDATE, after
+    the handler's own outputs. A handler that spawned children leaves the job
+    "waiting" (outcome "waiting") and its children are sent after commit. A job whose
+    children all finished runs its finishing run instead of its handler (on_done).
     A transient error (TRANSIENT_ERRORS) puts the job back to queued and returns
     outcome "retry" with a backoff delay; the caller re-sends the message. Any other
     exception fails the job with a one-line error and the traceback in
@@ -224,7 +480,13 @@ def job_run(job_id: uuid.UUID | str) -> JobRunResult:
         return JobRunResult(job_key, "skipped")
 
     job = Job.objects.get(pk=job_id)
-    lease = JobLease(job.pk, attempt)
+    lease = JobLease(job.pk, attempt, parent_id=job.parent_id)
+    if job.children_total and job.children_finished_at is None:
+        # An earlier run spawned children and died before sending them: this run plans
+        # again. Safe: our claim bumped the attempt, so that run can add no more.
+        with transaction.atomic():
+            _lock(job.pk)
+            _drop_held_children(job.pk)
     if attempt > job.max_attempts:
         reason = job.error or "each run died without finishing"
         _finish(
@@ -234,6 +496,9 @@ def job_run(job_id: uuid.UUID | str) -> JobRunResult:
         )
         logger.error("job %s is a poison job: gave up after %s deliveries", job_key, attempt - 1)
         return JobRunResult(job_key, "failed")
+
+    if job.children_finished_at is not None:
+        return _run_finishing(job, lease)
 
     ctx = JobContext(job_id=job.pk, kind=job.kind, params=job.params, lease=lease)
     heartbeat = _Heartbeat(lease, settings.JOB_HEARTBEAT_SECONDS)
@@ -250,6 +515,8 @@ def job_run(job_id: uuid.UUID | str) -> JobRunResult:
 
     if isinstance(returned, dict):
         ctx.update_report(returned)
+    if ctx.has_spawned:
+        return _enter_waiting(job, lease, ctx)
     if not _finish(
         lease, state=Job.State.SUCCEEDED, error="", report=ctx.report, **ctx.progress_fields()
     ):
@@ -259,19 +526,83 @@ def job_run(job_id: uuid.UUID | str) -> JobRunResult:
     return JobRunResult(job_key, "succeeded")
 
 
+def _children_failure(job_id: uuid.UUID, children: JobChildren) -> str:
+    """'k of n chunks failed: <first error>', or "" when every child succeeded."""
+    failed = children.failed + children.cancelled
+    if not failed:
+        return ""
+    first = (
+        Job.objects.filter(parent_id=job_id, state=Job.State.FAILED)
+        .order_by("finished_at", "pk")
+        .values_list("error", flat=True)
+        .first()
+    )
+    return f"{failed} of {children.total} chunks failed: {first or 'cancelled'}"[:ERROR_MAX_CHARS]
+
+
+def _run_finishing(job: Job, lease: JobLease) -> JobRunResult:
+    """The finishing run of a parent: call on_done, then end the job by its children.
+
+    Succeeded if every child succeeded, else failed with "k of n chunks failed: ...".
+    on_done's errors are handled like a handler's (transient: retried; else the job
+    fails with on_done's error); the children are not run again.
+    """
+    job_key = str(job.pk)
+    children = job_children_summaries([job.pk]).get(job.pk, JobChildren.none())
+    ctx = JobContext(
+        job_id=job.pk, kind=job.kind, params=job.params, lease=lease, children=children
+    )
+    ctx.set_report(job.report)  # what the handler returned; on_done may add to it
+    if job.on_done:
+        heartbeat = _Heartbeat(lease, settings.JOB_HEARTBEAT_SECONDS)
+        heartbeat.start()
+        try:
+            on_done = _resolve_handler(job.on_done)
+            logger.info(
+                "job %s attempt %s: children done, running %s", job_key, lease.attempt, job.on_done
+            )
+            returned = on_done(ctx)
+        except Exception as exc:
+            heartbeat.stop()
+            return _record_error(job, lease, ctx, exc)
+        finally:
+            heartbeat.stop()
+        if isinstance(returned, dict):
+            ctx.update_report(returned)
+
+    error = _children_failure(job.pk, children)
+    fields: dict[str, Any] = {"report": ctx.report, **ctx.progress_fields()}
+    if "progress_total" not in fields and children.totals_sum is not None and children.total:
+        fields["progress_total"] = children.totals_sum
+    state = Job.State.FAILED if error else Job.State.SUCCEEDED
+    if not _finish(lease, state=state, error=error, **fields):
+        logger.warning("job %s finished its children but was cancelled meanwhile", job_key)
+        return JobRunResult(job_key, "lost")
+    log = logger.error if error else logger.info
+    log(
+        "job %s %s: %s of %s children succeeded", job_key, state, children.succeeded, children.total
+    )
+    return JobRunResult(job_key, "failed" if error else "succeeded")
+
+
 def _record_error(job: Job, lease: JobLease, ctx: JobContext, exc: Exception) -> JobRunResult:
     job_key = str(job.pk)
     error = _one_line(exc)
+    # Children this run spawned but never sent: a retry plans again, a failure has none.
+    drop_held = ctx.has_spawned
     if is_transient(exc) and lease.attempt < job.max_attempts:
         delay = job_retry_delay(lease.attempt)
-        requeued = lease.write(
-            state=Job.State.QUEUED,
-            error=error,
-            # When the retry message is due, so the sweeper's "queued too long" clock
-            # starts then, not now.
-            enqueued_at=timezone.now() + timedelta(seconds=delay),
-            **ctx.progress_fields(),
-        )
+        with transaction.atomic():
+            requeued = lease.write(
+                state=Job.State.QUEUED,
+                error=error,
+                # When the retry message is due, so the sweeper's "queued too long" clock
+                # starts then, not now.
+                enqueued_at=timezone.now() + timedelta(seconds=delay),
+                **ctx.progress_fields(),
+            )
+            if requeued and drop_held:
+                _drop_held_children(job.pk)
         if not requeued:
             return JobRunResult(job_key, "lost")
         logger.warning(
@@ -289,7 +620,12 @@ def _record_error(job: Job, lease: JobLease, ctx: JobContext, exc: Exception) ->
     report["traceback"] = "".join(traceback.format_exception(exc))[-20000:]
     logger.error("job %s failed on attempt %s: %s", job_key, lease.attempt, error)
     if not _finish(
-        lease, state=Job.State.FAILED, error=error, report=report, **ctx.progress_fields()
+        lease,
+        state=Job.State.FAILED,
+        error=error,
+        report=report,
+        drop_held=drop_held,
+        **ctx.progress_fields(),
     ):
         return JobRunResult(job_key, "lost")
     return JobRunResult(job_key, "failed")
@@ -299,18 +635,49 @@ def _record_error(job: Job, lease: JobLease, ctx: JobContext, exc: Exception) ->
 
 
 def job_cancel(job_id: uuid.UUID | str) -> bool:
-    """Cancel a queued or running job; return whether it was cancelled now.
+    """Cancel a queued, running or waiting job and its unfinished descendants; return
+    whether the job was cancelled now.
 
-    A running handler sees `ctx.should_stop()` turn True at its next heartbeat or
-    progress write, and nothing it writes to the row counts any more. Finished jobs
-    are left alone (returns False).
+    A running handler (the job's or a child's) sees `ctx.should_stop()` turn True at
+    its next heartbeat or progress write, and nothing it writes to the row counts any
+    more. Finished jobs are left alone (returns False). A cancelled child counts as a
+    failed chunk of its parent. One transaction.
     """
+    parent_id = Job.objects.filter(pk=job_id).values_list("parent_id", flat=True).first()
     now = timezone.now()
-    return bool(
-        Job.objects.filter(pk=job_id, state__in=[Job.State.QUEUED, Job.State.RUNNING]).update(
+    with transaction.atomic():
+        if parent_id is not None:
+            _lock(parent_id)  # parent before child, as every finishing write does
+        cancelled = Job.objects.filter(pk=job_id, state__in=Job.ACTIVE_STATES).update(
             state=Job.State.CANCELLED, finished_at=now, updated_at=now
         )
-    )
+        if not cancelled:
+            return False
+        _cancel_descendants(job_id, now)
+        if parent_id is not None:
+            _child_finished(parent_id, job_id, now)
+    return True
+
+
+def _cancel_descendants(job_id: uuid.UUID | str, now: datetime) -> int:
+    """Cancel the unfinished children of a just-cancelled job, level by level."""
+    cancelled = 0
+    level: list[Any] = [job_id]
+    while level:
+        nested = list(
+            Job.objects.filter(
+                parent_id__in=level, state__in=Job.ACTIVE_STATES, children_total__gt=0
+            ).values_list("pk", flat=True)
+        )
+        cancelled += Job.objects.filter(parent_id__in=level, state__in=Job.ACTIVE_STATES).update(
+            state=Job.State.CANCELLED, finished_at=now, updated_at=now
+        )
+        # Every child of these jobs is finished now.
+        Job.objects.filter(pk__in=level).update(children_pending=0)
+        level = nested
+    if cancelled:
+        logger.info("job %s cancelled with %s unfinished descendants", job_id, cancelled)
+    return cancelled
 
 
 # --- sweep ------------------------------------------------------------------------------
@@ -331,9 +698,15 @@ def jobs_sweep() -> dict[str, int]:
     """Recover jobs whose worker died or whose message was lost; return counts.
 
     - running, heartbeat older than JOB_STALE_AFTER: back to queued and sent again
-      ("requeued"), or failed if it already used max_attempts deliveries ("failed");
+      ("requeued"), or failed if it already used max_attempts deliveries ("failed"; a
+      child failed so counts into its parent);
     - queued, enqueued_at older than JOB_REQUEUE_AFTER (message lost, e.g. a Redis
-      restart): sent again ("resent").
+      restart): sent again ("resent"). Children held by a running parent have no
+      enqueued_at and are left alone;
+    - waiting with no unfinished children (its count reached zero but the finishing
+      run was never queued, or a child row was deleted by hand): its finishing run is
+      queued and sent ("finishing"). Waiting jobs have no heartbeat to go stale: they
+      are never re-enqueued for it.
     Each row changes by a conditional UPDATE before its message is sent, so sweeps may
     overlap; an extra message is harmless because claims are conditional. Call it
     outside a transaction (the beat task does).
@@ -341,28 +714,34 @@ def jobs_sweep() -> dict[str, int]:
     now = timezone.now()
     stale_before = now - timedelta(seconds=settings.JOB_STALE_AFTER)
     lost_before = now - timedelta(seconds=settings.JOB_REQUEUE_AFTER)
-    counts = {"requeued": 0, "resent": 0, "failed": 0, "send_errors": 0}
+    counts = {"requeued": 0, "resent": 0, "failed": 0, "finishing": 0, "send_errors": 0}
 
     stale = (
         Job.objects.filter(state=Job.State.RUNNING, heartbeat_at__lt=stale_before)
         .order_by("heartbeat_at")
-        .values_list("pk", "attempts", "max_attempts", "heartbeat_at")[:SWEEP_BATCH]
+        .values_list(
+            "pk", "attempts", "max_attempts", "heartbeat_at", "parent_id", "children_total"
+        )[:SWEEP_BATCH]
     )
-    for job_id, attempts, max_attempts, heartbeat_at in stale:
-        same_run = Job.objects.filter(
-            pk=job_id, state=Job.State.RUNNING, attempts=attempts, heartbeat_at__lt=stale_before
-        )
+    for job_id, attempts, max_attempts, heartbeat_at, parent_id, children_total in stale:
+        same_run = Q(state=Job.State.RUNNING, attempts=attempts, heartbeat_at__lt=stale_before)
         lost = f"worker lost (no heartbeat since {heartbeat_at.isoformat()})"
         if attempts >= max_attempts:
-            if same_run.update(
-                state=Job.State.FAILED,
-                error=f"gave up after {attempts} deliveries: {lost}",
-                finished_at=now,
-                updated_at=now,
+            if _write_finished(
+                job_id,
+                parent_id,
+                same_run,
+                {
+                    "state": Job.State.FAILED,
+                    "error": f"gave up after {attempts} deliveries: {lost}",
+                },
+                drop_held=bool(children_total),
             ):
                 counts["failed"] += 1
                 logger.error("job %s failed: gave up after %s deliveries", job_id, attempts)
-        elif same_run.update(state=Job.State.QUEUED, error=lost, enqueued_at=now, updated_at=now):
+        elif Job.objects.filter(same_run, pk=job_id).update(
+            state=Job.State.QUEUED, error=lost, enqueued_at=now, updated_at=now
+        ):
             counts["requeued"] += 1
             logger.warning("job %s: %s; re-enqueued", job_id, lost)
             if not _send_logged(job_id):
@@ -381,4 +760,33 @@ def jobs_sweep() -> dict[str, int]:
             logger.warning("job %s queued too long; message sent again", job_id)
             if not _send_logged(job_id):
                 counts["send_errors"] += 1
+
+    # Waiting parents whose count says done, and those no child finished for a while
+    # (a cheap EXISTS on the (parent, state) index tells if they are really still busy).
+    waiting = (
+        Job.objects.filter(state=Job.State.WAITING)
+        .filter(Q(children_pending=0) | Q(updated_at__lt=stale_before))
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    for job_id in waiting:
+        if Job.objects.filter(parent_id=job_id, state__in=Job.ACTIVE_STATES).exists():
+            continue
+        if _finish_orphan(job_id, now):
+            counts["finishing"] += 1
     return counts
+
+
+def _finish_orphan(job_id: uuid.UUID, now: datetime) -> bool:
+    """Queue the finishing run of a waiting job whose children all finished."""
+    with transaction.atomic():
+        _lock(job_id)
+        if not Job.objects.filter(pk=job_id, state=Job.State.WAITING).exists():
+            return False  # finished or cancelled meanwhile
+        summary = _recount_children(job_id)
+        if summary.pending:
+            return False
+        if not _start_finishing(job_id, now):
+            return False
+    logger.warning("job %s waited with no unfinished children; finishing it", job_id)
+    return True

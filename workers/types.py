@@ -5,6 +5,11 @@ by dotted path in the Job row. It reads `ctx.params`, reports `ctx.progress(...)
 often as it likes, checks `ctx.should_stop()` between chunks, and returns (or
 `ctx.update_report(...)`s) a small JSON report. It must be safe to run twice: a worker
 that dies mid-run means the job runs again from the start on another worker.
+
+Fan-out: a handler with big work calls `ctx.spawn(...)` with one params dict per chunk;
+when it returns, the job waits (state "waiting") while workers run the chunks as child
+jobs, and once the last one finished, a finishing run calls the `on_done` handler given
+to spawn with a JobContext whose `children` tells how the chunks ended.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,9 +39,13 @@ class JobLease:
     this run change nothing and `lost` is set.
     """
 
-    def __init__(self, job_id: uuid.UUID | str, attempt: int) -> None:
+    def __init__(
+        self, job_id: uuid.UUID | str, attempt: int, *, parent_id: uuid.UUID | None = None
+    ) -> None:
         self.job_id = job_id
         self.attempt = attempt
+        # Set for a child job: its finishing write also counts it into the parent.
+        self.parent_id = parent_id
         self.lost = threading.Event()
 
     def write(self, **fields: Any) -> bool:
@@ -54,22 +64,68 @@ class JobLease:
         return self.write()
 
 
+@dataclass(frozen=True)
+class JobChildren:
+    """How a parent job's child jobs stand (one aggregate query, workers.selectors)."""
+
+    total: int
+    pending: int  # queued or running (or waiting for children of their own)
+    succeeded: int
+    failed: int
+    cancelled: int
+    # Progress reported so far by the children still pending (finished children's final
+    # counts are already added to the parent's progress_done).
+    unfinished_done: int = 0
+    # Sum of the children's progress totals, None while any child's total is unknown.
+    totals_sum: int | None = None
+
+    @classmethod
+    def none(cls) -> JobChildren:
+        return cls(total=0, pending=0, succeeded=0, failed=0, cancelled=0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "total": self.total,
+            "pending": self.pending,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+        }
+
+
 class JobContext:
-    """The handle a job handler gets: its parameters, progress, report, stop flag."""
+    """The handle a job handler gets: its parameters, progress, report, stop flag, and
+    `spawn` to fan out. In an on_done handler, `children` says how the chunks ended."""
 
     def __init__(
-        self, *, job_id: uuid.UUID, kind: str, params: dict[str, Any], lease: JobLease
+        self,
+        *,
+        job_id: uuid.UUID,
+        kind: str,
+        params: dict[str, Any],
+        lease: JobLease,
+        children: JobChildren | None = None,
     ) -> None:
         self.job_id = job_id
         self.kind = kind
         self.params = params
         self._lease = lease
+        # Only in the finishing run (on_done) of a parent: how its children ended.
+        self.children = children
+        self._spawned: list[uuid.UUID] = []
+        self._spawn_called = False
+        self._spawn_totals: int | None = 0  # None once a spawned child has no total
         self._report: dict[str, Any] = {}
         self._done = 0
         self._total: int | None = None
         self._total_changed = False
         self._last_write = 0.0  # monotonic; 0 so the first progress call is written
         self._reported = False
+
+    @property
+    def parent_id(self) -> uuid.UUID | None:
+        """The parent job's id when this job is a chunk spawned by another job."""
+        return self._lease.parent_id
 
     @property
     def attempt(self) -> int:
@@ -133,6 +189,76 @@ class JobContext:
     def report(self) -> dict[str, Any]:
         return dict(self._report)
 
+    # --- fan-out --------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        *,
+        kind: str,
+        handler: str,
+        params_list: Iterable[dict[str, Any]],
+        totals: Iterable[int] | None = None,
+        on_done: str | None = None,
+    ) -> list[uuid.UUID]:
+        """Create one child job per params dict; return their ids, in order.
+
+        The children run once this handler returned: the job then waits (state
+        "waiting") instead of succeeding, its report is what the handler returned, and
+        the children are sent to the workers. `totals` gives each child's progress total
+        (same order as params_list), so the parent's bar is right from the start; the
+        parent's progress is the sum of its children's. When the last child finished,
+        one finishing run calls `on_done` (dotted path of `func(ctx: JobContext)`, with
+        the parent's params and report and `ctx.children`), then ends the job: failed
+        if any child failed or was cancelled ("k of n chunks failed: <first error>"),
+        else succeeded. on_done must be idempotent (a worker dying during it means it
+        runs again); its returned dict is merged into the report.
+
+        May be called several times in one run (children add up). Rows are written in
+        batches of 1000 in one transaction, children inherit created_by; a run that
+        does not reach "waiting" (it failed, retries, or its worker died) leaves no
+        children behind: a re-run spawns its plan again. Returns [] (and should_stop()
+        turns True) when this run no longer owns the job. Raises InvalidJobHandler for
+        a handler or on_done that does not import, ValueError if totals and
+        params_list differ in length.
+        """
+        if self.children is not None:
+            raise RuntimeError("spawn is for a job's handler, not for its on_done")
+        from workers.services import job_spawn  # services import this module
+
+        ids, totals_sum = job_spawn(
+            lease=self._lease,
+            kind=kind,
+            handler=handler,
+            params_list=params_list,
+            totals=totals,
+            on_done=on_done,
+        )
+        if self._lease.lost.is_set():
+            return []
+        self._spawn_called = True
+        self._spawned.extend(ids)
+        if totals_sum is None:
+            if ids:
+                self._spawn_totals = None
+        elif self._spawn_totals is not None:
+            self._spawn_totals += totals_sum
+        return ids
+
+    @property
+    def spawned_totals(self) -> int | None:
+        """Sum of the totals given to spawn, None if some child was spawned without one."""
+        return self._spawn_totals
+
+    @property
+    def spawned(self) -> list[uuid.UUID]:
+        """Ids of the children spawned by this run so far."""
+        return list(self._spawned)
+
+    @property
+    def has_spawned(self) -> bool:
+        """Whether this run called spawn (even with no chunks): the job then waits."""
+        return self._spawn_called
+
     def should_stop(self) -> bool:
         """Return True once the job was cancelled or handed to another worker.
 
@@ -143,7 +269,7 @@ class JobContext:
         return self._lease.lost.is_set()
 
 
-Outcome = Literal["skipped", "succeeded", "failed", "retry", "lost"]
+Outcome = Literal["skipped", "succeeded", "failed", "retry", "lost", "waiting"]
 
 
 @dataclass(frozen=True)
@@ -152,7 +278,8 @@ class JobRunResult:
 
     skipped: another delivery owns the job, or it already finished (duplicate message);
     retry: a transient error, the row is queued again and the message must be re-sent
-    after `retry_in` seconds; lost: the job was cancelled or reclaimed mid-run.
+    after `retry_in` seconds; lost: the job was cancelled or reclaimed mid-run;
+    waiting: the handler spawned child jobs, the job now waits for them.
     """
 
     job_id: str

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,93 @@ def observe_heartbeats(ctx: JobContext) -> dict[str, Any]:
 
 
 NOT_CALLABLE = 42
+
+
+# --- fan-out ------------------------------------------------------------------------------
+
+
+def fan_out(ctx: JobContext) -> dict[str, Any]:
+    """Spawn params.chunks chunk jobs (params.steps items each) and wait for them.
+
+    Chunk number params.fail_chunk fails; params.depth > 1 makes each chunk a fan_out of
+    its own (nested). on_done is fan_out_done unless params.on_done is False.
+    """
+    params = ctx.params
+    depth = params.get("depth", 1)
+    ctx.progress(1, total=1)  # the planning phase's own progress: replaced by the chunks'
+    child = {k: v for k, v in params.items() if k not in ("chunks", "depth")}
+    if depth > 1:
+        children = [
+            {**child, "chunks": params.get("sub_chunks", 2), "depth": depth - 1, "index": i}
+            for i in range(params["chunks"])
+        ]
+        totals = None
+        handler = f"{HERE}.fan_out"
+    else:
+        children = [{**child, "index": i} for i in range(params["chunks"])]
+        totals = [params["steps"]] * params["chunks"]
+        handler = f"{HERE}.chunk"
+    ctx.spawn(
+        kind="test.chunk",
+        handler=handler,
+        params_list=iter(children),  # any iterable will do
+        totals=totals,
+        on_done=f"{HERE}.fan_out_done" if params.get("on_done", True) else None,
+    )
+    if params.get("then_raise"):
+        raise {"transient": StorageUnavailable, "bug": ValueError}[params["then_raise"]](
+            "after spawning"
+        )
+    return {"chunks": params["chunks"]}
+
+
+def chunk(ctx: JobContext) -> dict[str, Any]:
+    """Count params.steps items, params.delay each; fail if this is params.fail_chunk.
+
+    Appends "chunk-start <index> <attempt> <pid>", then "chunk-done ..." (or
+    "chunk-stopped ...") to params.marker.
+    """
+    params = ctx.params
+    index, marker = params["index"], params.get("marker")
+    line = f"{index} {ctx.attempt} {os.getpid()}"
+    if marker:
+        _record(marker, f"chunk-start {line}")
+    for step in range(params["steps"]):
+        if ctx.should_stop():
+            if marker:
+                _record(marker, f"chunk-stopped {line}")
+            return {"stopped_at": step}
+        time.sleep(params.get("delay", 0))
+        ctx.progress(step + 1, total=params["steps"])
+    if index == params.get("fail_chunk"):
+        raise ValueError(f"chunk {index}: bad row")
+    if params.get("meet"):
+        RACE_BARRIER.wait(timeout=10)  # return together with the other chunk
+    if marker:
+        _record(marker, f"chunk-done {line}")
+    return {"index": index}
+
+
+# Two chunks run by two threads of the test process wait here, so both finish at once.
+RACE_BARRIER = threading.Barrier(2)
+
+
+def fan_out_done(ctx: JobContext) -> dict[str, Any]:
+    """The on_done of fan_out: append "on_done <pid>" to params.marker, report counts.
+
+    params.on_done_fails: "bug" raises ValueError; "transient" raises StorageUnavailable
+    on the first finishing run (attempt 2: the handler's run was attempt 1).
+    """
+    assert ctx.children is not None
+    if ctx.params.get("marker"):
+        _record(ctx.params["marker"], f"on_done {os.getpid()}")
+    fails = ctx.params.get("on_done_fails")
+    if fails == "bug":
+        raise ValueError("on_done: totals do not add up")
+    if fails == "transient" and ctx.attempt == 2:
+        raise StorageUnavailable("object store away while closing the import")
+    return {
+        "chunks_succeeded": ctx.children.succeeded,
+        "chunks_failed": ctx.children.failed + ctx.children.cancelled,
+        "handler_said": ctx.report.get("chunks"),
+    }

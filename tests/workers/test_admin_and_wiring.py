@@ -31,6 +31,15 @@ def test_admin_lists_jobs_with_a_state_filter_and_shows_one_read_only(admin_clie
     assert admin_client_.get("/admin/workers/job/add/").status_code == 403
 
 
+def test_admin_filters_top_level_jobs_and_shows_a_parents_counters(admin_client_, make_job):
+    parent = make_job(kind="test.parent", state="waiting", children_total=2, children_pending=1)
+    child = make_job(kind="test.chunk", parent=parent)
+    listing = admin_client_.get("/admin/workers/job/?parent__isempty=1").content.decode()
+    assert str(parent.id) in listing and str(child.id) not in listing
+    page = admin_client_.get(f"/admin/workers/job/{parent.id}/change/").content.decode()
+    assert "Children pending" in page and "Waiting for its child jobs" in page
+
+
 def test_admin_cancel_action(admin_client_, make_job):
     queued, done = make_job(), make_job(state="succeeded")
     response = admin_client_.post(

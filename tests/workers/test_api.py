@@ -9,6 +9,8 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from workers.models import Job
+
 pytestmark = pytest.mark.django_db
 
 
@@ -42,9 +44,13 @@ def test_job_detail_shows_state_and_progress(api, user, make_job):
     assert body["error"] == "" and body["report"] == {}
     assert body["finished_at"] is None
     assert body["heartbeat_at"] is not None and body["started_at"] is not None
+    assert body["parent"] is None
+    assert body["children"] == {
+        "total": 0, "pending": 0, "succeeded": 0, "failed": 0, "cancelled": 0
+    }  # fmt: skip
     assert set(body) == {
         "id", "kind", "state", "progress", "attempts", "error", "report",
-        "created_at", "started_at", "finished_at", "heartbeat_at",
+        "created_at", "started_at", "finished_at", "heartbeat_at", "parent", "children",
     }  # fmt: skip
 
 
@@ -147,3 +153,97 @@ def test_schema_documents_the_job_endpoints(api):
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert "/api/v1/jobs/{job_id}" in paths and "/api/v1/jobs" in paths
+
+
+def _fan_out(make_job, user, *, children):
+    """A waiting parent and its children, given as (state, done, total) triples."""
+    now = timezone.now()
+    finished = [c for c in children if c[0] in ("succeeded", "failed", "cancelled")]
+    parent = make_job(
+        kind="datasets.import",
+        created_by=user,
+        state="waiting",
+        attempts=1,
+        heartbeat_at=now,
+        progress_done=sum(done for _, done, _ in finished),
+        progress_total=sum(total or 0 for _, _, total in children),
+        children_total=len(children),
+        children_pending=len(children) - len(finished),
+    )
+    for state, done, total in children:
+        make_job(
+            kind="datasets.import.chunk",
+            parent=parent,
+            created_by=user,
+            state=state,
+            attempts=1 if state != "queued" else 0,
+            heartbeat_at=now,
+            progress_done=done,
+            progress_total=total,
+        )
+    return parent
+
+
+def test_job_detail_of_a_waiting_parent_counts_its_children_in_one_query(
+    api, user, make_job, django_assert_num_queries
+):
+    parent = _fan_out(
+        make_job,
+        user,
+        children=[
+            ("succeeded", 200, 200),
+            ("failed", 50, 200),
+            ("running", 120, 200),
+            ("queued", 0, 200),
+        ],
+    )
+    api.get(f"/api/v1/jobs/{parent.id}")  # loads the user's permissions once
+    with django_assert_num_queries(2):  # the job, its children's aggregate
+        body = api.get(f"/api/v1/jobs/{parent.id}").json()
+    assert body["state"] == "waiting"
+    assert body["children"] == {
+        "total": 4, "pending": 2, "succeeded": 1, "failed": 1, "cancelled": 0
+    }  # fmt: skip
+    # Finished chunks' final counts (250) plus what the running one reports now (120).
+    assert body["progress"] == {"done": 370, "total": 800, "percent": 46.2}
+    assert body["parent"] is None
+
+    child = Job.objects.filter(parent=parent, state="running").get()
+    child_body = api.get(f"/api/v1/jobs/{child.id}").json()
+    assert child_body["parent"] == str(parent.id)
+    assert child_body["progress"] == {"done": 120, "total": 200, "percent": 60.0}
+
+
+def test_a_waiting_parents_total_follows_its_childrens_totals_once_all_are_known(
+    api, user, make_job
+):
+    parent = _fan_out(make_job, user, children=[("running", 5, 10), ("queued", 0, None)])
+    Job.objects.filter(pk=parent.pk).update(progress_total=None)
+    assert api.get(f"/api/v1/jobs/{parent.id}").json()["progress"] == {
+        "done": 5, "total": None, "percent": None
+    }  # fmt: skip
+    Job.objects.filter(parent=parent, progress_total__isnull=True).update(progress_total=30)
+    assert api.get(f"/api/v1/jobs/{parent.id}").json()["progress"] == {
+        "done": 5, "total": 40, "percent": 12.5
+    }  # fmt: skip
+
+
+def test_job_list_shows_top_level_jobs_and_a_jobs_children_on_request(
+    api, user, make_job, django_assert_num_queries
+):
+    leaf = make_job(created_by=user)
+    parent = _fan_out(make_job, user, children=[("succeeded", 2, 2), ("running", 1, 2)])
+    chunk_ids = {str(pk) for pk in Job.objects.filter(parent=parent).values_list("pk", flat=True)}
+
+    with django_assert_num_queries(2):  # the page, the children of the parents on it
+        body = api.get("/api/v1/jobs").json()
+    assert [j["id"] for j in body["results"]] == [str(parent.id), str(leaf.id)]
+    assert body["results"][0]["children"]["pending"] == 1
+    assert body["results"][0]["progress"]["done"] == 3
+
+    chunks = api.get("/api/v1/jobs", {"parent": str(parent.id)}).json()["results"]
+    assert {j["id"] for j in chunks} == chunk_ids
+
+    bad = api.get("/api/v1/jobs", {"parent": "not-a-uuid"})
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "invalid"

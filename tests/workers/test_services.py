@@ -383,7 +383,7 @@ def test_sweep_requeues_stale_jobs_resends_forgotten_ones_and_fails_poison(
 
     counts = jobs_sweep()
 
-    assert counts == {"requeued": 1, "resent": 1, "failed": 1, "send_errors": 0}
+    assert counts == {"requeued": 1, "resent": 1, "failed": 1, "finishing": 0, "send_errors": 0}
     sent = broker_messages(celery_embedded_broker)
     assert sorted(sent) == sorted(
         [("workers.job_run", [str(dead.id)], {}), ("workers.job_run", [str(forgotten.id)], {})]
@@ -401,7 +401,9 @@ def test_sweep_requeues_stale_jobs_resends_forgotten_ones_and_fails_poison(
     assert poison.error.startswith("gave up after 3 deliveries: worker lost")
 
     # A second sweep right away finds nothing new: the resent job's clock restarted.
-    assert jobs_sweep() == {"requeued": 0, "resent": 0, "failed": 0, "send_errors": 0}
+    assert jobs_sweep() == {
+        "requeued": 0, "resent": 0, "failed": 0, "finishing": 0, "send_errors": 0
+    }  # fmt: skip
     assert broker_messages(celery_embedded_broker, wait=0.5) == []
 
 
@@ -410,7 +412,9 @@ def test_sweep_keeps_going_when_the_broker_is_down(make_job, settings, celery_un
     stale = timezone.now() - timedelta(minutes=5)
     first = make_job(state="running", attempts=1, heartbeat_at=stale)
     second = make_job(state="running", attempts=1, heartbeat_at=stale)
-    assert jobs_sweep() == {"requeued": 2, "resent": 0, "failed": 0, "send_errors": 2}
+    assert jobs_sweep() == {
+        "requeued": 2, "resent": 0, "failed": 0, "finishing": 0, "send_errors": 2
+    }  # fmt: skip
     # Both rows are queued: the "queued too long" scan sends them once the broker is back.
     assert set(
         Job.objects.filter(pk__in=[first.pk, second.pk]).values_list("state", flat=True)

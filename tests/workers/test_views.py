@@ -114,3 +114,30 @@ def test_anonymous_is_sent_to_login(client, make_job):
     poll = client.get(f"/jobs/{job.id}/progress", HTTP_HX_REQUEST="true")
     assert poll.status_code == 401
     assert poll["HX-Redirect"].startswith("/accounts/login/?next=")
+
+
+def test_partial_of_a_waiting_parent_counts_chunks_and_keeps_polling(browser, user, make_job):
+    now = timezone.now()
+    parent = make_job(
+        created_by=user, state="waiting", attempts=1, heartbeat_at=now,
+        progress_done=200, progress_total=600, children_total=3, children_pending=2,
+    )  # fmt: skip
+    make_job(parent=parent, created_by=user, state="succeeded", progress_done=200)
+    make_job(parent=parent, created_by=user, state="running", attempts=1, heartbeat_at=now,
+             progress_done=100, progress_total=200)  # fmt: skip
+    make_job(parent=parent, created_by=user, state="queued", progress_total=200)
+
+    html = browser.get(f"/jobs/{parent.id}/progress").content.decode()
+    assert f'hx-get="/jobs/{parent.id}/progress"' in html  # still polling
+    assert "Waiting for its child jobs" in html
+    assert "Waiting for 2 of 3 chunks." in html
+    assert '<progress max="600" value="300"' in html and "300 of 600 (50.0%)" in html
+
+    Job.objects.filter(pk=parent.pk).update(
+        state="queued", children_pending=0, children_finished_at=now
+    )
+    html = browser.get(f"/jobs/{parent.id}/progress").content.decode()
+    assert "hx-get=" in html and "All 3 chunks finished; finishing." in html
+
+    page = browser.get(f"/jobs/{parent.id}").content.decode()
+    assert "1 succeeded, 0 failed, 0 cancelled, 2 pending" in page
