@@ -1,3 +1,22 @@
-"""Server-rendered dataset pages."""
+"""Server-rendered dataset pages, under /datasets/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from datasets import views
+
+app_name = "datasets"
+
+urlpatterns = [
+    path("", views.dataset_list, name="list"),
+    path("new", views.dataset_create, name="create"),
+    path("<int:dataset_id>", views.dataset_detail, name="detail"),
+    path("<int:dataset_id>/edit", views.dataset_edit, name="edit"),
+    path("<int:dataset_id>/items/<int:item_id>", views.item_detail, name="item"),
+    path("<int:dataset_id>/import", views.dataset_import, name="import"),
+    path("<int:dataset_id>/imports/<int:import_id>", views.import_detail, name="import-detail"),
+    path(
+        "<int:dataset_id>/imports/<int:import_id>/summary",
+        views.import_summary,
+        name="import-summary",
+    ),
+]

@@ -1,0 +1,326 @@
+"""Server-rendered dataset pages: list, create/edit, item grid, item, import and report.
+
+Views parse the request, call selectors and services, and shape the page; the rules
+(who sees a dataset, what a valid schema is) live in datasets.selectors and
+datasets.services. A dataset the user may not see is a 404, never a 403, so ids do not
+leak; a dataset they see but may not change (import, edit) is a 403.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+
+from datasets.errors import DatasetError
+from datasets.forms import DatasetForm, ImportUploadForm, ItemFilterForm
+from datasets.models import Dataset, Import, Item
+from datasets.selectors import (
+    dataset_can_create,
+    dataset_can_edit,
+    dataset_get_for_user,
+    dataset_list_page,
+    import_get,
+    import_list_recent,
+    import_rejected_page,
+    item_get,
+    item_neighbours,
+    item_page,
+)
+from datasets.services import datasets as dataset_services
+from datasets.services.thumbnails import text_read_head, thumbnail_url
+from storage.keys import blob_key
+from storage.services import presign_get
+
+# The item page shows at most this much of a text (the rest is a download away).
+TEXT_DETAIL_MAX_BYTES = 256 * 1024
+
+
+def _dataset_or_404(request: HttpRequest, dataset_id: int) -> Dataset:
+    try:
+        return dataset_get_for_user(user=request.user, dataset_id=dataset_id)
+    except Dataset.DoesNotExist:
+        raise Http404("No such dataset.") from None
+
+
+def _editable_dataset(request: HttpRequest, dataset_id: int) -> Dataset:
+    dataset = _dataset_or_404(request, dataset_id)
+    if not dataset_can_edit(request.user, dataset):
+        raise PermissionDenied("Only ops, admins and the dataset's creator may change it.")
+    return dataset
+
+
+def _posted(request: HttpRequest) -> QueryDict | None:
+    """The data to bind a form to: the POST data on a POST (even empty: an upload of
+    files only has no other fields), None otherwise."""
+    return request.POST if request.method == "POST" else None
+
+
+def _query(params: QueryDict, **changes: str | None) -> str:
+    """The query string of `params` with `changes` applied (None removes a key)."""
+    query = params.copy()
+    for name, value in changes.items():
+        if value is None:
+            query.pop(name, None)
+        else:
+            query[name] = value
+    encoded = query.urlencode()
+    return f"?{encoded}" if encoded else "?"
+
+
+def _pager(params: QueryDict, page: Any) -> dict[str, str | None]:
+    """Links of a pager: first, previous, next, last (None where there is nowhere to go)."""
+    return {
+        "first": _query(params, cursor=None) if page.has_prev else None,
+        "prev": _query(params, cursor=page.prev_cursor or None) if page.has_prev else None,
+        "next": _query(params, cursor=page.next_cursor or None) if page.has_next else None,
+        "last": _query(params, cursor=page.last_cursor) if page.has_next else None,
+    }
+
+
+# --- datasets ---------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    page = dataset_list_page(user=request.user, cursor=request.GET.get("cursor"))
+    return render(
+        request,
+        "datasets/dataset_list.html",
+        {
+            "page": page,
+            "pager": _pager(request.GET, page),
+            "can_create": dataset_can_create(request.user),
+        },
+    )
+
+
+def _apply_service_error(form: DatasetForm, exc: DatasetError) -> None:
+    field = exc.field if exc.field in form.fields else None
+    form.add_error(field, str(exc))
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def dataset_create(request: HttpRequest) -> HttpResponse:
+    if not dataset_can_create(request.user):
+        raise PermissionDenied("Only ops and admins create datasets.")
+    form = DatasetForm(_posted(request))
+    if request.method == "POST" and form.is_valid():
+        try:
+            dataset = dataset_services.dataset_create(created_by=request.user, **form.cleaned_data)
+        except DatasetError as exc:
+            _apply_service_error(form, exc)
+        else:
+            messages.success(request, f"Dataset {dataset.name!r} created. Import files into it.")
+            return redirect("datasets:import", dataset_id=dataset.pk)
+    return render(
+        request,
+        "datasets/dataset_form.html",
+        {"form": form, "dataset": None},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def dataset_edit(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = _editable_dataset(request, dataset_id)
+    form = DatasetForm(_posted(request), initial=DatasetForm.initial_for(dataset), editing=True)
+    if request.method == "POST" and form.is_valid():
+        try:
+            dataset_services.dataset_update(
+                dataset=dataset, updated_by=request.user, **form.cleaned_data
+            )
+        except DatasetError as exc:
+            _apply_service_error(form, exc)
+        else:
+            messages.success(request, "Dataset saved.")
+            return redirect("datasets:detail", dataset_id=dataset.pk)
+    return render(
+        request,
+        "datasets/dataset_form.html",
+        {"form": form, "dataset": dataset},
+        status=400 if form.errors else 200,
+    )
+
+
+@dataclass(frozen=True)
+class ItemCard:
+    item: Item
+    thumbnail_url: str | None
+
+
+@require_GET
+@login_required
+def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """The item grid: filters, thumbnails (or text previews), cursor pager."""
+    dataset = _dataset_or_404(request, dataset_id)
+    filter_form = ItemFilterForm(request.GET)
+    filter_form.is_valid()
+    filters = filter_form.filters()
+    page = item_page(dataset=dataset, filters=filters, cursor=request.GET.get("cursor"))
+    is_image = dataset.kind == Dataset.Kind.IMAGE
+    cards = [
+        ItemCard(
+            item=item,
+            thumbnail_url=(
+                thumbnail_url(item.asset_id) if is_image and item.asset.thumbnail_ready else None
+            ),
+        )
+        for item in page.items
+    ]
+    back = request.GET.urlencode()
+    return render(
+        request,
+        "datasets/dataset_detail.html",
+        {
+            "dataset": dataset,
+            "filter_form": filter_form,
+            "filters": filters,
+            "page": page,
+            "cards": cards,
+            "pager": _pager(request.GET, page),
+            "back": f"?{back}" if back else "",
+            "can_edit": dataset_can_edit(request.user, dataset),
+        },
+    )
+
+
+@require_GET
+@login_required
+def item_detail(request: HttpRequest, dataset_id: int, item_id: int) -> HttpResponse:
+    """One item: the full-size image (presigned) or the text, metadata, tags, neighbours."""
+    dataset = _dataset_or_404(request, dataset_id)
+    try:
+        item = item_get(dataset=dataset, item_id=item_id)
+    except Item.DoesNotExist:
+        raise Http404("No such item in this dataset.") from None
+    asset = item.asset
+    key = blob_key(asset.sha256)
+    filename = os.path.basename(item.external_id) or asset.sha256
+    context: dict[str, Any] = {
+        "dataset": dataset,
+        "item": item,
+        "asset": asset,
+        "download_url": presign_get(key, filename=filename, content_type=asset.media_type),
+        "back": request.GET.get("back", ""),
+        "metadata_json": json.dumps(item.metadata, indent=2, ensure_ascii=False, sort_keys=True),
+    }
+    if asset.media_type.startswith("image/"):
+        context["image_url"] = presign_get(key, content_type=asset.media_type)
+    else:
+        context["text"] = text_read_head(asset.sha256, max_bytes=TEXT_DETAIL_MAX_BYTES)
+        context["text_limit"] = TEXT_DETAIL_MAX_BYTES
+    context["prev_id"], context["next_id"] = item_neighbours(dataset=dataset, item=item)
+    return render(request, "datasets/item_detail.html", context)
+
+
+# --- imports ----------------------------------------------------------------------------
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def dataset_import(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """The upload page (drop zone) and its POST: files or archives become an import job.
+
+    A script POST (Accept: application/json) gets {"url": <report page>} or
+    {"error", "detail", "field"}; a plain form POST is redirected to the report.
+    """
+    dataset = _editable_dataset(request, dataset_id)
+    form = ImportUploadForm(_posted(request))
+    if request.method == "POST":
+        # Imported on use: the import pipeline imports this package's dataset and
+        # thumbnail services, and is loaded only by the pages that start imports.
+        from datasets.services.imports import import_submit_upload
+
+        error: DatasetError | None = None
+        if form.is_valid():
+            try:
+                imp = import_submit_upload(
+                    dataset=dataset,
+                    files=request.FILES.getlist("files"),
+                    created_by=request.user,
+                    tags=form.tag_list(),
+                    split=form.cleaned_data.get("split", ""),
+                )
+            except DatasetError as exc:
+                error = exc
+            else:
+                url = reverse("datasets:import-detail", args=[dataset.pk, imp.pk])
+                if _wants_json(request):
+                    return JsonResponse({"import_id": imp.pk, "url": url}, status=201)
+                return redirect(url, permanent=False)
+        if error is not None:
+            code, field, detail = error.code, error.field, str(error)
+            form.add_error(field if field in form.fields else None, detail)
+        else:
+            field, messages_ = next(iter(form.errors.items()))
+            code, detail = "invalid", " ".join(messages_)
+        if _wants_json(request):
+            return JsonResponse({"error": code, "detail": detail, "field": field}, status=400)
+    return render(
+        request,
+        "datasets/import.html",
+        {
+            "dataset": dataset,
+            "form": form,
+            "imports": import_list_recent(dataset=dataset),
+            "max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
+            "max_file_bytes": settings.IMPORT_MAX_FILE_BYTES,
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+def _import_context(request: HttpRequest, dataset_id: int, import_id: int) -> dict[str, Any]:
+    dataset = _dataset_or_404(request, dataset_id)
+    try:
+        imp = import_get(dataset=dataset, import_id=import_id)
+    except Import.DoesNotExist:
+        raise Http404("No such import in this dataset.") from None
+    finished = imp.state in (Import.State.DONE, Import.State.FAILED)
+    rejected = import_rejected_page(import_run=imp, cursor=request.GET.get("cursor"))
+    return {
+        "dataset": dataset,
+        "import": imp,
+        "finished": finished,
+        "rejected": rejected,
+        "pager": _pager(request.GET, rejected),
+    }
+
+
+@require_GET
+@login_required
+def import_detail(request: HttpRequest, dataset_id: int, import_id: int) -> HttpResponse:
+    """An import's job progress, its counts and its rejected files."""
+    return render(
+        request, "datasets/import_detail.html", _import_context(request, dataset_id, import_id)
+    )
+
+
+@require_GET
+@login_required
+def import_summary(request: HttpRequest, dataset_id: int, import_id: int) -> HttpResponse:
+    """The counts and first rejected files, as an htmx partial polling itself until the
+    import is done."""
+    response = render(
+        request, "datasets/_import_summary.html", _import_context(request, dataset_id, import_id)
+    )
+    response["Cache-Control"] = "no-store"
+    return response
