@@ -17,6 +17,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from datasets.errors import DatasetError
 from storage.errors import ContentMismatch, ObjectNotFound, StorageUnavailable
 
 # Domain exception class -> (HTTP status, default error code). Subclasses inherit.
@@ -24,6 +25,8 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (StorageUnavailable, 503, "storage_unavailable"),
     (ObjectNotFound, 404, "object_not_found"),
     (ContentMismatch, 400, "content_mismatch"),
+    # Every datasets error is about the request (InvalidImport, InvalidDataset, ...).
+    (DatasetError, 400, "invalid"),
 ]
 
 

@@ -1,3 +1,32 @@
 """REST endpoints under /api/v1/ for datasets, items, imports and assets."""
 
-urlpatterns: list = []
+from django.urls import path, register_converter
+
+from datasets import api
+
+
+class Sha256Converter:
+    regex = "[0-9a-f]{64}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(Sha256Converter, "sha256")
+
+urlpatterns = [
+    path("datasets/", api.DatasetListApi.as_view(), name="api-dataset-list"),
+    path("datasets/<int:dataset_id>", api.DatasetDetailApi.as_view(), name="api-dataset-detail"),
+    path("datasets/<int:dataset_id>/items/", api.ItemListApi.as_view(), name="api-item-list"),
+    path("datasets/<int:dataset_id>/imports/", api.ImportListApi.as_view(), name="api-import-list"),
+    path("imports/<int:import_id>", api.ImportDetailApi.as_view(), name="api-import-detail"),
+    path(
+        "imports/<int:import_id>/rejected",
+        api.ImportRejectedApi.as_view(),
+        name="api-import-rejected",
+    ),
+    path("assets/<sha256:sha256>", api.AssetDetailApi.as_view(), name="api-asset-detail"),
+]

@@ -25,3 +25,10 @@ class FileRejected(DatasetError):
     """One file of an import was refused; the import goes on and reports it by name."""
 
     code = "file_rejected"
+
+
+class InvalidDataset(DatasetError):
+    """A dataset create/update request with a bad field (named by `field`); nothing
+    changed."""
+
+    code = "invalid_dataset"

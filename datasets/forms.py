@@ -7,9 +7,10 @@ from typing import Any
 
 from django import forms
 
+from datasets.errors import InvalidDataset
 from datasets.models import Dataset, Item
 from datasets.selectors import META_KEY_PATTERN, ItemFilters
-from datasets.services.datasets import SCHEMA_MAX_BYTES, InvalidDataset, metadata_schema_check
+from datasets.services.datasets import SCHEMA_MAX_BYTES, metadata_schema_check
 
 SCHEMA_PLACEHOLDER = """{
   "type": "object",

@@ -6,160 +6,347 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('workers', '0001_initial'),
+        ("workers", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Asset',
+            name="Asset",
             fields=[
-                ('sha256', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('size', models.BigIntegerField()),
-                ('media_type', models.CharField(max_length=100)),
-                ('width', models.PositiveIntegerField(blank=True, null=True)),
-                ('height', models.PositiveIntegerField(blank=True, null=True)),
-                ('char_count', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("sha256", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("size", models.BigIntegerField()),
+                ("media_type", models.CharField(max_length=100)),
+                ("width", models.PositiveIntegerField(blank=True, null=True)),
+                ("height", models.PositiveIntegerField(blank=True, null=True)),
+                ("char_count", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('sha256__regex', '^[0-9a-f]{64}$')), name='asset_sha256_hex'), models.CheckConstraint(condition=models.Q(('size__gte', 0)), name='asset_size_non_negative')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("sha256__regex", "^[0-9a-f]{64}$")),
+                        name="asset_sha256_hex",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("size__gte", 0)), name="asset_size_non_negative"
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Dataset',
+            name="Dataset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('kind', models.CharField(choices=[('image', 'Images'), ('text', 'Texts')], max_length=10)),
-                ('metadata_schema', models.JSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='datasets', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("image", "Images"), ("text", "Texts")], max_length=10
+                    ),
+                ),
+                ("metadata_schema", models.JSONField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="datasets",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Import',
+            name="Import",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('upload', 'Uploaded files or archive'), ('urls', 'List of URLs'), ('s3', 'S3 bucket prefix'), ('folder', 'Server folder'), ('records', 'Text records (JSONL/CSV)')], max_length=10)),
-                ('options', models.JSONField(blank=True, default=dict)),
-                ('secret', models.TextField(blank=True, default='')),
-                ('state', models.CharField(choices=[('planning', 'Planning'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='planning', max_length=10)),
-                ('total', models.PositiveIntegerField(default=0)),
-                ('created', models.PositiveIntegerField(default=0)),
-                ('unchanged', models.PositiveIntegerField(default=0)),
-                ('duplicates', models.PositiveIntegerField(default=0)),
-                ('rejected', models.PositiveIntegerField(default=0)),
-                ('error', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='imports', to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='imports', to='datasets.dataset')),
-                ('job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='workers.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("upload", "Uploaded files or archive"),
+                            ("urls", "List of URLs"),
+                            ("s3", "S3 bucket prefix"),
+                            ("folder", "Server folder"),
+                            ("records", "Text records (JSONL/CSV)"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("options", models.JSONField(blank=True, default=dict)),
+                ("secret", models.TextField(blank=True, default="")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("planning", "Planning"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="planning",
+                        max_length=10,
+                    ),
+                ),
+                ("total", models.PositiveIntegerField(default=0)),
+                ("created", models.PositiveIntegerField(default=0)),
+                ("unchanged", models.PositiveIntegerField(default=0)),
+                ("duplicates", models.PositiveIntegerField(default=0)),
+                ("rejected", models.PositiveIntegerField(default=0)),
+                ("error", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="imports",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="imports",
+                        to="datasets.dataset",
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="workers.job",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Item',
+            name="Item",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('external_id', models.CharField(max_length=512)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('split', models.CharField(blank=True, choices=[('', 'Unset'), ('train', 'Train'), ('val', 'Validation'), ('test', 'Test')], default='', max_length=5)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('asset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='items', to='datasets.asset')),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='datasets.dataset')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("external_id", models.CharField(max_length=512)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                (
+                    "split",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "Unset"),
+                            ("train", "Train"),
+                            ("val", "Validation"),
+                            ("test", "Test"),
+                        ],
+                        default="",
+                        max_length=5,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "asset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="items",
+                        to="datasets.asset",
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="items",
+                        to="datasets.dataset",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ImportEntry',
+            name="ImportEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveIntegerField()),
-                ('name', models.CharField(max_length=512)),
-                ('ref', models.TextField()),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('tags', models.JSONField(blank=True, default=list)),
-                ('split', models.CharField(blank=True, default='', max_length=5)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('created', 'Created'), ('unchanged', 'Unchanged'), ('duplicate', 'Duplicate'), ('rejected', 'Rejected')], default='pending', max_length=10)),
-                ('reason', models.TextField(blank=True, default='')),
-                ('asset', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='datasets.asset')),
-                ('import_run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='entries', to='datasets.import')),
-                ('item', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='datasets.item')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seq", models.PositiveIntegerField()),
+                ("name", models.CharField(max_length=512)),
+                ("ref", models.TextField()),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("tags", models.JSONField(blank=True, default=list)),
+                ("split", models.CharField(blank=True, default="", max_length=5)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("created", "Created"),
+                            ("unchanged", "Unchanged"),
+                            ("duplicate", "Duplicate"),
+                            ("rejected", "Rejected"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True, default="")),
+                (
+                    "asset",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="datasets.asset",
+                    ),
+                ),
+                (
+                    "import_run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="entries",
+                        to="datasets.import",
+                    ),
+                ),
+                (
+                    "item",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="datasets.item",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ItemTag',
+            name="ItemTag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tag', models.CharField(max_length=100)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='datasets.dataset')),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tags', to='datasets.item')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("tag", models.CharField(max_length=100)),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="datasets.dataset",
+                    ),
+                ),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tags",
+                        to="datasets.item",
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='dataset',
-            constraint=models.UniqueConstraint(fields=('created_by', 'name'), name='dataset_name_per_owner'),
+            model_name="dataset",
+            constraint=models.UniqueConstraint(
+                fields=("created_by", "name"), name="dataset_name_per_owner"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dataset',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['image', 'text'])), name='dataset_kind'),
+            model_name="dataset",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["image", "text"])), name="dataset_kind"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dataset',
-            constraint=models.CheckConstraint(condition=models.Q(('name', ''), _negated=True), name='dataset_name_not_empty'),
+            model_name="dataset",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("name", ""), _negated=True), name="dataset_name_not_empty"
+            ),
         ),
         migrations.AddIndex(
-            model_name='import',
-            index=models.Index(fields=['dataset', '-created_at'], name='import_dataset_recent'),
+            model_name="import",
+            index=models.Index(fields=["dataset", "-created_at"], name="import_dataset_recent"),
         ),
         migrations.AddIndex(
-            model_name='item',
-            index=models.Index(fields=['dataset', 'split', 'id'], name='item_dataset_split'),
+            model_name="item",
+            index=models.Index(fields=["dataset", "split", "id"], name="item_dataset_split"),
         ),
         migrations.AddIndex(
-            model_name='item',
-            index=models.Index(fields=['dataset', 'created_at', 'id'], name='item_dataset_created'),
+            model_name="item",
+            index=models.Index(fields=["dataset", "created_at", "id"], name="item_dataset_created"),
         ),
         migrations.AddConstraint(
-            model_name='item',
-            constraint=models.UniqueConstraint(fields=('dataset', 'external_id'), name='item_external_id_per_dataset'),
+            model_name="item",
+            constraint=models.UniqueConstraint(
+                fields=("dataset", "external_id"), name="item_external_id_per_dataset"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='item',
-            constraint=models.UniqueConstraint(fields=('dataset', 'asset'), name='item_asset_per_dataset'),
+            model_name="item",
+            constraint=models.UniqueConstraint(
+                fields=("dataset", "asset"), name="item_asset_per_dataset"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='item',
-            constraint=models.CheckConstraint(condition=models.Q(('split__in', ['', 'train', 'val', 'test'])), name='item_split'),
+            model_name="item",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("split__in", ["", "train", "val", "test"])), name="item_split"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='item',
-            constraint=models.CheckConstraint(condition=models.Q(('external_id', ''), _negated=True), name='item_external_id_not_empty'),
+            model_name="item",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("external_id", ""), _negated=True),
+                name="item_external_id_not_empty",
+            ),
         ),
         migrations.AddIndex(
-            model_name='importentry',
-            index=models.Index(fields=['import_run', 'status', 'seq'], name='importentry_status'),
+            model_name="importentry",
+            index=models.Index(fields=["import_run", "status", "seq"], name="importentry_status"),
         ),
         migrations.AddConstraint(
-            model_name='importentry',
-            constraint=models.UniqueConstraint(fields=('import_run', 'seq'), name='importentry_seq'),
+            model_name="importentry",
+            constraint=models.UniqueConstraint(
+                fields=("import_run", "seq"), name="importentry_seq"
+            ),
         ),
         migrations.AddIndex(
-            model_name='itemtag',
-            index=models.Index(fields=['dataset', 'tag', 'item'], name='itemtag_dataset_tag'),
+            model_name="itemtag",
+            index=models.Index(fields=["dataset", "tag", "item"], name="itemtag_dataset_tag"),
         ),
         migrations.AddConstraint(
-            model_name='itemtag',
-            constraint=models.UniqueConstraint(fields=('item', 'tag'), name='itemtag_unique'),
+            model_name="itemtag",
+            constraint=models.UniqueConstraint(fields=("item", "tag"), name="itemtag_unique"),
         ),
         migrations.AddConstraint(
-            model_name='itemtag',
-            constraint=models.CheckConstraint(condition=models.Q(('tag', ''), _negated=True), name='itemtag_not_empty'),
+            model_name="itemtag",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("tag", ""), _negated=True), name="itemtag_not_empty"
+            ),
         ),
     ]

@@ -16,7 +16,7 @@ from django.db.models.functions import Coalesce, Greatest
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
-from datasets.errors import DatasetError
+from datasets.errors import InvalidDataset
 from datasets.models import Dataset, Item
 from datasets.selectors import dataset_can_create, dataset_can_edit
 
@@ -25,13 +25,6 @@ NAME_MAX_LENGTH = Dataset._meta.get_field("name").max_length or 200
 SCHEMA_MAX_BYTES = 64 * 1024
 _UNSET: Any = object()
 JSON_TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
-
-
-class InvalidDataset(DatasetError):
-    """A dataset create/update request with a bad field (named by `field`); nothing
-    changed."""
-
-    code = "invalid_dataset"
 
 
 def _clean_name(name: str) -> str:

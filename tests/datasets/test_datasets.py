@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import PermissionDenied
 
+from datasets.errors import InvalidDataset
 from datasets.models import Dataset
 from datasets.services.datasets import (
-    InvalidDataset,
     dataset_counters_add,
     dataset_counters_recount,
     dataset_create,

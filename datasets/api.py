@@ -1,0 +1,397 @@
+"""REST API for datasets, items, imports and assets: parse, call a service or selector,
+shape the answer. Errors are raised as domain/DRF exceptions and shaped by
+config.exceptions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from datasets import selectors
+from datasets.models import Asset, Dataset, Import, Item
+from datasets.services.datasets import dataset_create, dataset_update
+from datasets.services.imports import import_submit_source, import_submit_upload
+from storage.keys import blob_key
+from storage.services import presign_get
+
+# --- shapes -----------------------------------------------------------------------------
+
+
+class DatasetOutput(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username")
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "id",
+            "name",
+            "description",
+            "kind",
+            "metadata_schema",
+            "item_count",
+            "total_bytes",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class AssetOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Asset
+        fields = ["sha256", "size", "media_type", "width", "height", "char_count"]
+
+
+class ItemOutput(serializers.ModelSerializer):
+    asset = AssetOutput()
+    tags = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Item
+        fields = ["id", "external_id", "asset", "metadata", "tags", "split", "created_at"]
+
+    def get_tags(self, item: Item) -> list[str]:
+        return [t.tag for t in item.tags.all()]  # prefetched by the selector
+
+
+class ImportOutput(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username")
+    job = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Import
+        fields = [
+            "id",
+            "dataset",
+            "source",
+            "state",
+            "total",
+            "created",
+            "unchanged",
+            "duplicates",
+            "rejected",
+            "error",
+            "job",
+            "created_by",
+            "created_at",
+            "finished_at",
+        ]
+
+    def get_job(self, imp: Import) -> dict[str, Any] | None:
+        if imp.job_id is None:
+            return None
+        return {
+            "id": str(imp.job_id),
+            "url": reverse("api-job-detail", kwargs={"job_id": imp.job_id}),
+        }
+
+
+def _dataset_or_404(request: Request, dataset_id: int) -> Dataset:
+    try:
+        return selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id)
+    except Dataset.DoesNotExist:
+        raise Http404(f"No dataset {dataset_id}.") from None
+
+
+def _page_links(request: Request, page: selectors.Page[Any]) -> dict[str, str | None]:
+    def link(cursor: str | None) -> str | None:
+        if cursor is None:
+            return None
+        query = request.query_params.copy()
+        query["cursor"] = cursor
+        return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+    return {"next": link(page.next_cursor), "previous": link(page.prev_cursor)}
+
+
+# --- datasets ---------------------------------------------------------------------------
+
+
+class DatasetPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+
+
+class DatasetListApi(APIView):
+    """List the datasets you can see (newest first) or create one (ops and admins)."""
+
+    class CreateInput(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        kind = serializers.ChoiceField(choices=Dataset.Kind.choices)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        metadata_schema = serializers.JSONField(required=False, allow_null=True, default=None)
+
+    @extend_schema(responses={200: DatasetOutput(many=True)})
+    def get(self, request: Request) -> Response:
+        paginator = DatasetPagination()
+        rows = selectors.dataset_visible_to(request.user).select_related("created_by")
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(DatasetOutput(page, many=True).data)
+
+    @extend_schema(request=CreateInput, responses={201: DatasetOutput})
+    def post(self, request: Request) -> Response:
+        data = self.CreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset = dataset_create(created_by=request.user, **data.validated_data)
+        return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailApi(APIView):
+    """One dataset: read it, or change its name, description or metadata schema."""
+
+    class UpdateInput(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False)
+        description = serializers.CharField(required=False, allow_blank=True)
+        metadata_schema = serializers.JSONField(required=False, allow_null=True)
+
+    @extend_schema(responses={200: DatasetOutput})
+    def get(self, request: Request, dataset_id: int) -> Response:
+        return Response(DatasetOutput(_dataset_or_404(request, dataset_id)).data)
+
+    @extend_schema(request=UpdateInput, responses={200: DatasetOutput})
+    def patch(self, request: Request, dataset_id: int) -> Response:
+        dataset = _dataset_or_404(request, dataset_id)
+        data = self.UpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset = dataset_update(dataset=dataset, updated_by=request.user, **data.validated_data)
+        return Response(DatasetOutput(dataset).data)
+
+
+# --- items ------------------------------------------------------------------------------
+
+
+class ItemListApi(APIView):
+    """The dataset's items in id order, 48 a page, with cursor links; filter by split,
+    tag and one metadata key (`meta=key=value`, dotted keys for nested values)."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("split", str, description="train, val, test, or empty for unset"),
+            OpenApiParameter("tag", str),
+            OpenApiParameter("meta", str, description="key=value on item metadata"),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("last", bool, description="start from the last page"),
+        ],
+        responses={
+            200: inline_serializer(
+                "ItemPage",
+                {
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": ItemOutput(many=True),
+                },
+            )
+        },
+    )
+    def get(self, request: Request, dataset_id: int) -> Response:
+        dataset = _dataset_or_404(request, dataset_id)
+        params = request.query_params
+        split = params.get("split")
+        if split is not None and split not in Item.Split.values:
+            raise serializers.ValidationError({"split": f"Unknown split {split!r}."})
+        meta_key = meta_value = ""
+        if "meta" in params:
+            meta_key, sep, meta_value = params["meta"].partition("=")
+            if not sep or not selectors.META_KEY_PATTERN.fullmatch(meta_key):
+                raise serializers.ValidationError({"meta": "Expected key=value."})
+        filters = selectors.ItemFilters(
+            split=split, tag=params.get("tag", "").strip(), meta_key=meta_key, meta_value=meta_value
+        )
+        cursor = params.get("cursor")
+        page = selectors.item_page(dataset=dataset, filters=filters, cursor=cursor)
+        if params.get("last") in ("1", "true") and not cursor:
+            page = selectors.item_page(dataset=dataset, filters=filters, cursor=page.last_cursor)
+        return Response(
+            {**_page_links(request, page), "results": ItemOutput(page.items, many=True).data}
+        )
+
+
+# --- imports ----------------------------------------------------------------------------
+
+
+class ImportListApi(APIView):
+    """Start an import: 202 with the import and its job. GET lists recent imports.
+
+    - files or zip/tar archives: multipart, field `files` (repeated);
+    - `source=urls`: JSON `urls` (list of URLs or {url, external_id, tags, split,
+      metadata}), or a multipart `list` file with `format` json/jsonl/csv;
+    - `source=records` (text datasets): multipart `list` (jsonl/csv) with `format` and
+      `options` {text_field, id_field};
+    - `source=s3`: `options` {bucket, prefix, endpoint, secure, region} and
+      `credentials` {access_key, secret_key} (encrypted at rest, erased at the end);
+    - `source=folder`: `options` {folder} under an IMPORT_FOLDER_ROOTS directory.
+    Optional everywhere: `tags` (list or comma-separated) and `split`."""
+
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "ImportUpload",
+                {
+                    "files": serializers.ListField(child=serializers.FileField()),
+                    "tags": serializers.CharField(required=False),
+                    "split": serializers.CharField(required=False),
+                },
+            )
+        },
+        responses={202: ImportOutput},
+    )
+    def post(self, request: Request, dataset_id: int) -> Response:
+        dataset = _dataset_or_404(request, dataset_id)
+        if not selectors.dataset_can_edit(request.user, dataset):
+            raise PermissionDenied("You may not import into this dataset.")
+        data = request.data
+        source = data.get("source") or "upload"
+        tags = data.get("tags", "")
+        if isinstance(tags, str):
+            tags = [tag for tag in tags.split(",") if tag.strip()]
+        if not isinstance(tags, list):
+            raise serializers.ValidationError({"tags": "A list, or a comma-separated string."})
+        if source == "upload":
+            if request.content_type.startswith("application/json"):
+                raise serializers.ValidationError(
+                    {"files": "Send files as multipart/form-data in the field 'files'."}
+                )
+            imp = import_submit_upload(
+                dataset=dataset,
+                files=request.FILES.getlist("files"),
+                created_by=request.user,
+                tags=tags,
+                split=data.get("split", ""),
+            )
+        else:
+            imp = import_submit_source(
+                dataset=dataset,
+                source=source,
+                created_by=request.user,
+                list_file=request.FILES.get("list"),
+                urls=data.get("urls"),
+                fmt=data.get("format", ""),
+                options=_json_object(data.get("options"), "options"),
+                credentials=_json_object(data.get("credentials"), "credentials"),
+                tags=tags,
+                split=data.get("split", ""),
+            )
+        imp = Import.objects.select_related("created_by").get(pk=imp.pk)
+        return Response(ImportOutput(imp).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: ImportOutput(many=True)})
+    def get(self, request: Request, dataset_id: int) -> Response:
+        dataset = _dataset_or_404(request, dataset_id)
+        return Response(ImportOutput(selectors.import_list_recent(dataset=dataset), many=True).data)
+
+
+def _json_object(value: Any, field: str) -> dict[str, Any] | None:
+    """An object given as JSON, or as a JSON string in a multipart form field."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise serializers.ValidationError({field: "Not valid JSON."}) from None
+    if not isinstance(value, dict):
+        raise serializers.ValidationError({field: "Expected a JSON object."})
+    return value
+
+
+def _import_or_404(request: Request, import_id: int) -> Import:
+    imp = Import.objects.select_related("created_by", "dataset").filter(pk=import_id).first()
+    if (
+        imp is None
+        or not selectors.dataset_visible_to(request.user).filter(pk=imp.dataset_id).exists()
+    ):
+        raise Http404(f"No import {import_id}.")
+    return imp
+
+
+class ImportDetailApi(APIView):
+    """An import's state and counts."""
+
+    @extend_schema(responses={200: ImportOutput})
+    def get(self, request: Request, import_id: int) -> Response:
+        return Response(ImportOutput(_import_or_404(request, import_id)).data)
+
+
+class ImportRejectedApi(APIView):
+    """The files an import refused, with the reason for each, in upload order."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("cursor", str)],
+        responses={
+            200: inline_serializer(
+                "RejectedPage",
+                {
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": inline_serializer(
+                        "RejectedEntry",
+                        {
+                            "seq": serializers.IntegerField(),
+                            "name": serializers.CharField(),
+                            "reason": serializers.CharField(),
+                        },
+                        many=True,
+                    ),
+                },
+            )
+        },
+    )
+    def get(self, request: Request, import_id: int) -> Response:
+        imp = _import_or_404(request, import_id)
+        page = selectors.import_rejected_page(
+            import_run=imp, cursor=request.query_params.get("cursor")
+        )
+        results = [{"seq": e.seq, "name": e.name, "reason": e.reason} for e in page.items]
+        return Response({**_page_links(request, page), "results": results})
+
+
+# --- assets -----------------------------------------------------------------------------
+
+
+class AssetDetailApi(APIView):
+    """An asset's facts and a short-lived download URL, if you can see a dataset that
+    holds it (a hash is not a permission)."""
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "AssetWithUrl",
+                {
+                    "sha256": serializers.CharField(),
+                    "size": serializers.IntegerField(),
+                    "media_type": serializers.CharField(),
+                    "width": serializers.IntegerField(allow_null=True),
+                    "height": serializers.IntegerField(allow_null=True),
+                    "char_count": serializers.IntegerField(allow_null=True),
+                    "url": serializers.URLField(),
+                    "url_expires_in": serializers.IntegerField(),
+                },
+            )
+        },
+        parameters=[OpenApiParameter("sha256", OpenApiTypes.STR, OpenApiParameter.PATH)],
+    )
+    def get(self, request: Request, sha256: str) -> Response:
+        visible = Item.objects.filter(
+            asset_id=sha256, dataset__in=selectors.dataset_visible_to(request.user)
+        )
+        asset = Asset.objects.filter(pk=sha256).first()
+        if asset is None or not visible.exists():
+            raise Http404(f"No asset {sha256}.")
+        expires = settings.S3_PRESIGN_EXPIRY
+        url = presign_get(blob_key(sha256), expires=expires, content_type=asset.media_type)
+        return Response({**AssetOutput(asset).data, "url": url, "url_expires_in": expires})

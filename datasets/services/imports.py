@@ -1,0 +1,571 @@
+"""Imports: bring files into a dataset through Celery workers, in parallel chunks.
+
+An import runs in three steps, each a job:
+1. submit (the web request): the upload is streamed to object storage under
+   staging/<import id>/ (never held in memory), the Import row and its planning job are
+   created; a request that fails here leaves nothing behind.
+2. plan (one job): the source is expanded into ImportEntry rows, one per file or record,
+   archives unpacked member by member into staging; then one chunk job per IMPORT_CHUNK_SIZE
+   entries is spawned as children of the plan job, so every worker can take a share.
+3. chunk (many jobs): each pending entry is fetched to a temp file, inspected (real type,
+   full decode, limits), stored as a blob + Asset, and becomes an item; the entry's
+   outcome and the import's counters are written in one transaction. A chunk redone
+   after a crash only sees entries still pending, so every file ends exactly once.
+When the last chunk finishes, `import_finish_job` closes the import and deletes staging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from datasets.errors import FileRejected, InvalidImport
+from datasets.models import Dataset, Import, ImportEntry
+from datasets.secrets import credentials_decrypt, credentials_encrypt
+from datasets.services.assets import asset_inspect, asset_store
+from datasets.services.datasets import dataset_counters_add
+from datasets.services.items import MAX_EXTERNAL_ID_LENGTH, ItemRow, items_add
+from datasets.services.thumbnails import thumbnails_submit
+from datasets.sources.archive import ArchiveReader, archive_kind, archive_plan
+from datasets.sources.folder import folder_fetch, folder_plan, folder_resolve
+from datasets.sources.records import records_fetch, records_plan
+from datasets.sources.s3 import S3Source, s3_fetch, s3_plan
+from datasets.sources.types import ImportLimits, Rejection, SourceEntry, parse_split, parse_tags
+from datasets.sources.urls import fetch_url, parse_url_list
+from storage.keys import staging_key, staging_prefix
+from storage.services import object_open, object_put, staging_delete
+from workers.services import job_submit
+from workers.types import JobContext
+
+logger = logging.getLogger(__name__)
+
+# Entries written per INSERT while planning.
+PLAN_BATCH = 1000
+# Entries whose outcome is written per transaction inside a chunk: a crash loses at most
+# this much finished work (it is redone, idempotently).
+COMMIT_EVERY = 50
+PLAN_HANDLER = "datasets.services.imports.import_plan_job"
+CHUNK_HANDLER = "datasets.services.imports.import_chunk_job"
+FINISH_HANDLER = "datasets.services.imports.import_finish_job"
+STAGING_REF = "staging:"
+ARCHIVE_REF = "archive:"
+
+
+# --- submit -----------------------------------------------------------------------------
+
+
+def _clean_tags(tags: Iterable[str]) -> list[str]:
+    cleaned, problem = parse_tags(list(tags))
+    if problem:
+        raise InvalidImport(problem, field="tags")
+    return cleaned
+
+
+def _clean_split(split: str) -> str:
+    cleaned, problem = parse_split(split)
+    if problem:
+        raise InvalidImport(problem, field="split")
+    return cleaned
+
+
+def import_submit_upload(
+    *,
+    dataset: Dataset,
+    files: Iterable[UploadedFile],
+    created_by: Any,
+    tags: Iterable[str] = (),
+    split: str = "",
+) -> Import:
+    """Stage uploaded files (plain files, or zip/tar archives to unpack) and start an import.
+
+    Each file is streamed to object storage (staging/<import id>/<n>); Django has already
+    spooled big uploads to disk, so memory stays bounded. Raises InvalidImport (nothing
+    created) for no files, a bad tag or split; StorageUnavailable (nothing left behind:
+    the import row and staged objects are removed) when the store is down.
+    """
+    files = list(files)
+    if not files:
+        raise InvalidImport("no files were uploaded", field="files")
+    options = {"tags": _clean_tags(tags), "split": _clean_split(split), "uploads": []}
+    imp = Import.objects.create(
+        dataset=dataset, source=Import.Source.UPLOAD, options=options, created_by=created_by
+    )
+    try:
+        uploads = []
+        for n, upload in enumerate(files):
+            name = Path(upload.name or f"file-{n}").name
+            if len(name) > MAX_EXTERNAL_ID_LENGTH:
+                raise InvalidImport(f"file name {name[:40]!r}… is too long", field="files")
+            upload.seek(0)
+            key = staging_key(str(imp.pk), n)
+            object_put(key, upload, size=upload.size)
+            uploads.append({"key": key, "name": name, "size": upload.size})
+        imp.options = {**options, "uploads": uploads}
+        imp.save(update_fields=["options"])
+        return _start(imp, created_by=created_by, total=len(uploads))
+    except BaseException:
+        _discard(imp)
+        raise
+
+
+LIST_FORMATS = ("json", "jsonl", "csv")
+
+
+def import_submit_source(
+    *,
+    dataset: Dataset,
+    source: str,
+    created_by: Any,
+    list_file: UploadedFile | None = None,
+    urls: list[Any] | None = None,
+    fmt: str = "",
+    options: dict[str, Any] | None = None,
+    credentials: dict[str, str] | None = None,
+    tags: Iterable[str] = (),
+    split: str = "",
+) -> Import:
+    """Start an import from a URL list, text records, an S3 prefix or a server folder.
+
+    - urls: `list_file` (JSON, JSONL or CSV, `fmt`) or `urls` (a list of URLs or objects
+      with url, external_id, tags, split, metadata);
+    - records: `list_file` of JSONL/CSV records (text datasets only); options text_field,
+      id_field;
+    - s3: options bucket, prefix, endpoint, secure, region; `credentials` access_key and
+      secret_key, stored encrypted and erased when the import ends;
+    - folder: options folder, under a root of IMPORT_FOLDER_ROOTS.
+    Raises InvalidImport naming the field when the request cannot start; nothing is
+    stored then. Everything else (each URL, object, file, record) is checked by workers
+    and reported per entry.
+    """
+    options = dict(options or {})
+    base = {"tags": _clean_tags(tags), "split": _clean_split(split)}
+    if source not in (
+        Import.Source.URLS,
+        Import.Source.RECORDS,
+        Import.Source.S3,
+        Import.Source.FOLDER,
+    ):
+        raise InvalidImport(
+            "source must be one of urls, records, s3, folder (files are uploaded as multipart)",
+            field="source",
+        )
+    secret = ""
+    if source in (Import.Source.URLS, Import.Source.RECORDS):
+        if source == Import.Source.RECORDS and dataset.kind != Dataset.Kind.TEXT:
+            raise InvalidImport("text records go into a text dataset", field="source")
+        if source == Import.Source.URLS and urls is not None:
+            if list_file is not None:
+                raise InvalidImport("send either urls or a list file, not both", field="urls")
+            if not isinstance(urls, list) or not urls:
+                raise InvalidImport("urls must be a non-empty list", field="urls")
+            fmt = "json"
+        elif list_file is None:
+            raise InvalidImport("upload the list as the file field 'list'", field="list")
+        if fmt not in LIST_FORMATS:
+            raise InvalidImport(f"format must be one of {', '.join(LIST_FORMATS)}", field="format")
+        kept = {"format": fmt}
+        if source == Import.Source.RECORDS:
+            kept |= {
+                "text_field": str(options.get("text_field") or "text"),
+                "id_field": str(options.get("id_field") or "id"),
+            }
+        options = kept
+    elif source == Import.Source.S3:
+        S3Source.from_options(options, credentials or {})  # raises InvalidImport
+        options = {
+            k: options[k]
+            for k in ("bucket", "prefix", "endpoint", "secure", "region")
+            if k in options
+        }
+        secret = credentials_encrypt(credentials or {})
+    else:
+        folder_resolve(str(options.get("folder", "")))  # raises InvalidImport
+        options = {"folder": str(options["folder"])}
+
+    imp = Import.objects.create(
+        dataset=dataset,
+        source=source,
+        options={**base, **options},
+        secret=secret,
+        created_by=created_by,
+    )
+    try:
+        if source in (Import.Source.URLS, Import.Source.RECORDS):
+            key = staging_key(str(imp.pk), 0)
+            if urls is not None:
+                object_put(key, json.dumps(urls).encode(), content_type="application/json")
+            else:
+                assert list_file is not None
+                list_file.seek(0)
+                object_put(key, list_file, size=list_file.size)
+            imp.options = {**imp.options, "list_key": key}
+            imp.save(update_fields=["options"])
+        return _start(imp, created_by=created_by, total=None)
+    except BaseException:
+        _discard(imp)
+        raise
+
+
+def _discard(imp: Import) -> None:
+    """Remove an import that could not start, with whatever it staged."""
+    try:
+        staging_delete(staging_prefix(str(imp.pk)))
+    except Exception:  # noqa: BLE001 - the original error matters more; staging expires
+        logger.warning("could not delete staging of import %s", imp.pk, exc_info=True)
+    imp.delete()
+
+
+def _start(imp: Import, *, created_by: Any, total: int | None) -> Import:
+    with transaction.atomic():
+        job = job_submit(
+            kind="datasets.import",
+            handler=PLAN_HANDLER,
+            params={"import_id": imp.pk},
+            created_by=created_by,
+            total=total,
+        )
+        Import.objects.filter(pk=imp.pk).update(job=job)
+    imp.job = job
+    return imp
+
+
+# --- plan -------------------------------------------------------------------------------
+
+
+def _plan_upload(imp: Import, workdir: Path) -> Iterator[SourceEntry | Rejection]:
+    """Expand an upload: plain files as they are, archives member by member (each member
+    extracted to disk and staged, so chunk jobs on other machines can fetch it). One
+    pass per archive: a tar has no index, so members are extracted in archive order."""
+    uploads = imp.options.get("uploads", [])
+    next_key = len(uploads)
+    for upload in uploads:
+        local = workdir / "upload"
+        _download(upload["key"], local)
+        if archive_kind(local) is None:
+            yield SourceEntry(name=upload["name"], ref=STAGING_REF + upload["key"])
+            continue
+        member_path = workdir / "member"
+        with ArchiveReader(local) as reader:
+            for planned in archive_plan(local):
+                if isinstance(planned, Rejection):
+                    yield planned
+                    continue
+                try:
+                    reader.extract(planned.ref, member_path)
+                except FileRejected as exc:
+                    yield Rejection(name=planned.name, reason=str(exc))
+                    continue
+                key = staging_key(str(imp.pk), next_key)
+                next_key += 1
+                with open(member_path, "rb") as fh:
+                    object_put(key, fh)
+                member_path.unlink()
+                yield SourceEntry(
+                    name=planned.name,
+                    ref=STAGING_REF + key,
+                    metadata=planned.metadata,
+                    tags=planned.tags,
+                    split=planned.split,
+                )
+        local.unlink(missing_ok=True)
+
+
+def _download(key: str, path: Path) -> None:
+    with object_open(key) as stream, open(path, "wb") as out:
+        shutil.copyfileobj(stream, out, 1024 * 1024)
+
+
+def _plan_urls(imp: Import, workdir: Path) -> Iterator[SourceEntry | Rejection]:
+    path = workdir / "list"
+    _download(imp.options["list_key"], path)
+    yield from parse_url_list(path, imp.options["format"])
+
+
+def _plan_records(imp: Import, workdir: Path) -> Iterator[SourceEntry | Rejection]:
+    path = workdir / "list"
+    _download(imp.options["list_key"], path)
+    yield from records_plan(
+        path,
+        imp.options["format"],
+        text_field=imp.options.get("text_field", "text"),
+        id_field=imp.options.get("id_field", "id"),
+    )
+
+
+def _s3_source(imp: Import) -> S3Source:
+    return S3Source.from_options(imp.options, credentials_decrypt(imp.secret))
+
+
+def _plan_s3(imp: Import, workdir: Path) -> Iterator[SourceEntry | Rejection]:
+    yield from s3_plan(_s3_source(imp))
+
+
+def _plan_folder(imp: Import, workdir: Path) -> Iterator[SourceEntry | Rejection]:
+    yield from folder_plan(imp.options["folder"])
+
+
+PLANNERS = {
+    Import.Source.UPLOAD: _plan_upload,
+    Import.Source.URLS: _plan_urls,
+    Import.Source.RECORDS: _plan_records,
+    Import.Source.S3: _plan_s3,
+    Import.Source.FOLDER: _plan_folder,
+}
+
+
+def import_plan_job(ctx: JobContext) -> dict[str, Any]:
+    """Expand the import's source into entries and spawn one chunk job per IMPORT_CHUNK_SIZE.
+
+    Safe to run twice: a re-run (the worker died while planning) drops the entries of
+    the interrupted run and plans again; staged objects are write-once, so re-staging
+    costs a HEAD request each. No chunk runs before planning has finished.
+    """
+    imp = Import.objects.select_related("dataset").get(pk=ctx.params["import_id"])
+    planner = PLANNERS.get(imp.source)
+    if planner is None:
+        raise InvalidImport(f"imports from {imp.source} are not supported yet")
+    ImportEntry.objects.filter(import_run=imp).delete()
+    defaults = {"tags": imp.options.get("tags", []), "split": imp.options.get("split", "")}
+    seq = rejected = 0
+    batch: list[ImportEntry] = []
+    try:
+        with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp:
+            for planned in planner(imp, Path(tmp)):
+                batch.append(_entry(imp, seq, planned, defaults))
+                rejected += isinstance(planned, Rejection)
+                seq += 1
+                if len(batch) >= PLAN_BATCH:
+                    ImportEntry.objects.bulk_create(batch)
+                    batch = []
+                    ctx.progress(0, seq)
+            ImportEntry.objects.bulk_create(batch)
+    except InvalidImport as exc:
+        # The whole source is unusable (a cap exceeded, a list that breaks off, refused
+        # credentials): nothing of it is imported, and the job fails with the reason.
+        ImportEntry.objects.filter(import_run=imp).delete()
+        _close(imp, state=Import.State.FAILED, error=str(exc))
+        raise
+    Import.objects.filter(pk=imp.pk).update(
+        total=seq, rejected=rejected, state=Import.State.RUNNING
+    )
+    size = settings.IMPORT_CHUNK_SIZE
+    chunks = [
+        {"import_id": imp.pk, "seq_from": start, "seq_to": min(start + size, seq)}
+        for start in range(0, seq, size)
+    ]
+    ctx.progress(rejected, seq)
+    ctx.spawn(
+        kind="datasets.import.chunk",
+        handler=CHUNK_HANDLER,
+        params_list=chunks,
+        totals=[c["seq_to"] - c["seq_from"] for c in chunks],
+        on_done=FINISH_HANDLER,
+    )
+    return {"import_id": imp.pk, "entries": seq, "rejected_while_planning": rejected}
+
+
+def _entry(
+    imp: Import, seq: int, planned: SourceEntry | Rejection, defaults: dict[str, Any]
+) -> ImportEntry:
+    name = planned.name[:MAX_EXTERNAL_ID_LENGTH]
+    if isinstance(planned, Rejection):
+        return ImportEntry(
+            import_run=imp,
+            seq=seq,
+            name=name,
+            ref="",
+            status=ImportEntry.Status.REJECTED,
+            reason=planned.reason,
+        )
+    tags = list(dict.fromkeys([*defaults["tags"], *(planned.tags or [])]))
+    return ImportEntry(
+        import_run=imp,
+        seq=seq,
+        name=name,
+        ref=planned.ref,
+        metadata=planned.metadata or {},
+        tags=tags,
+        split=planned.split or defaults["split"],
+    )
+
+
+# --- chunk ------------------------------------------------------------------------------
+
+
+@contextmanager
+def _fetched(imp: Import, entry: ImportEntry, workdir: Path) -> Iterator[Path]:
+    """Bring the entry's bytes to a local file for inspection; remove it afterwards.
+
+    Raises FileRejected for the entry's own problems (gone, too large, refused address).
+    """
+    path = workdir / f"entry-{entry.seq}"
+    limits = ImportLimits.from_settings()
+    try:
+        if entry.ref.startswith(STAGING_REF):
+            _download(entry.ref.removeprefix(STAGING_REF), path)
+        elif imp.source == Import.Source.URLS:
+            fetch_url(entry.ref, path, limits=limits)
+        elif imp.source == Import.Source.RECORDS:
+            records_fetch(entry.ref, path, limits=limits)
+        elif imp.source == Import.Source.S3:
+            s3_fetch(_s3_source(imp), entry.ref, path, limits=limits)
+        elif imp.source == Import.Source.FOLDER:
+            folder_fetch(imp.options["folder"], entry.ref, path, limits=limits)
+        else:
+            raise FileRejected(f"unknown source reference {entry.ref[:40]!r}")
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def import_chunk_job(ctx: JobContext) -> dict[str, Any]:
+    """Turn the chunk's pending entries into assets and items.
+
+    Idempotent: only entries still pending are processed; each batch of outcomes, the
+    items and the import's counters commit together. Storage errors propagate (the job
+    is retried with backoff); a file's own problem rejects that entry only.
+    """
+    params = ctx.params
+    imp = Import.objects.select_related("dataset").get(pk=params["import_id"])
+    pending = list(
+        ImportEntry.objects.filter(
+            import_run=imp,
+            status=ImportEntry.Status.PENDING,
+            seq__gte=params["seq_from"],
+            seq__lt=params["seq_to"],
+        ).order_by("seq")
+    )
+    total = params["seq_to"] - params["seq_from"]
+    done = total - len(pending)
+    ctx.progress(done, total)
+    stored: list[tuple[ImportEntry, str, int]] = []
+    rejected: list[ImportEntry] = []
+    with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp:
+        for entry in pending:
+            try:
+                with _fetched(imp, entry, Path(tmp)) as path:
+                    facts = asset_inspect(path, kind=imp.dataset.kind)
+                    asset_store(path, facts)
+                stored.append((entry, facts.sha256, facts.size))
+            except FileRejected as exc:
+                entry.reason = str(exc)
+                rejected.append(entry)
+            if len(stored) + len(rejected) >= COMMIT_EVERY:
+                _commit(imp, stored, rejected)
+                done += len(stored) + len(rejected)
+                stored, rejected = [], []
+                ctx.progress(done, total)
+        _commit(imp, stored, rejected)
+    ctx.progress(total, total)
+    return {"entries": len(pending)}
+
+
+def _commit(
+    imp: Import, stored: list[tuple[ImportEntry, str, int]], rejected: list[ImportEntry]
+) -> None:
+    """Write a batch's items, entry outcomes and counters in one transaction.
+
+    Entries that are no longer pending (a concurrent redelivery got there first) are
+    skipped, so counters are never added twice.
+    """
+    if not stored and not rejected:
+        return
+    with transaction.atomic():
+        ids = [e.pk for e, _, _ in stored] + [e.pk for e in rejected]
+        still_pending = set(
+            ImportEntry.objects.select_for_update()
+            .filter(pk__in=ids, status=ImportEntry.Status.PENDING)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        rows = [
+            ItemRow(
+                key=entry.pk,
+                external_id=entry.name,
+                sha256=sha256,
+                metadata=entry.metadata,
+                tags=tuple(entry.tags),
+                split=entry.split,
+            )
+            for entry, sha256, _ in stored
+            if entry.pk in still_pending
+        ]
+        outcomes = {o.key: o for o in items_add(dataset=imp.dataset, rows=rows)}
+        counts = {"created": 0, "unchanged": 0, "duplicates": 0, "rejected": 0}
+        updates: list[ImportEntry] = []
+        created_bytes = 0
+        created_shas: list[str] = []
+        for entry, sha256, size in stored:
+            outcome = outcomes.get(entry.pk)
+            if outcome is None:
+                continue
+            if outcome.status == "created":
+                created_bytes += size
+                created_shas.append(sha256)
+            entry.status = outcome.status
+            entry.reason = outcome.reason
+            entry.item_id = outcome.item_id
+            entry.asset_id = sha256
+            counts["duplicates" if outcome.status == "duplicate" else outcome.status] += 1
+            updates.append(entry)
+        for entry in rejected:
+            if entry.pk not in still_pending:
+                continue
+            entry.status = ImportEntry.Status.REJECTED
+            counts["rejected"] += 1
+            updates.append(entry)
+        ImportEntry.objects.bulk_update(updates, ["status", "reason", "item", "asset"])
+        Import.objects.filter(pk=imp.pk).update(**{k: F(k) + v for k, v in counts.items()})
+        dataset_counters_add(dataset_id=imp.dataset_id, items=counts["created"], size=created_bytes)
+        if created_shas:
+            # Sent when this transaction commits; one job per batch of new items.
+            thumbnails_submit(sha256s=created_shas, created_by=imp.created_by)
+
+
+# --- finish -----------------------------------------------------------------------------
+
+
+def _close(imp: Import, *, state: str, error: str = "") -> None:
+    """End the import: staging deleted, credentials erased, state and time set."""
+    staging_delete(staging_prefix(str(imp.pk)))
+    Import.objects.filter(pk=imp.pk).update(
+        state=state, error=error, finished_at=timezone.now(), secret=""
+    )
+
+
+def import_finish_job(ctx: JobContext) -> dict[str, Any]:
+    """Close the import once every chunk has finished. Idempotent."""
+    imp = Import.objects.get(pk=ctx.params["import_id"])
+    children = ctx.children
+    failed = (children.failed + children.cancelled) if children is not None else 0
+    _close(
+        imp,
+        state=Import.State.FAILED if failed else Import.State.DONE,
+        error=f"{failed} chunk(s) failed: see the job" if failed else "",
+    )
+    imp.refresh_from_db()
+    return import_report(imp)
+
+
+def import_report(imp: Import) -> dict[str, Any]:
+    """The numbers a person reads first; rejected files are listed by the selectors."""
+    return {
+        "import_id": imp.pk,
+        "total": imp.total,
+        "created": imp.created,
+        "unchanged": imp.unchanged,
+        "duplicates": imp.duplicates,
+        "rejected": imp.rejected,
+    }
