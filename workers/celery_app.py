@@ -4,6 +4,11 @@ import os
 from typing import Any
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES
+
+# sqla+sqlite:// URLs get our subclass (workers.sqla_transport): same broker, faster polling.
+for _alias in ("sqla", "sqlalchemy"):
+    TRANSPORT_ALIASES[_alias] = "workers.sqla_transport:Transport"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
