@@ -39,7 +39,7 @@ from typing import IO, NoReturn
 
 import psutil
 
-from storage.embedded import DEFAULT_PORTS, PortSet, SeaweedServer
+from storage.embedded import DEFAULT_PORTS, PortSet, SeaweedServer, port_free
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -120,22 +120,10 @@ def port_holders(ports: Iterable[int]) -> dict[int, str]:
     return holders
 
 
-def _bindable(port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def require_free(ports: Iterable[int], *, what: str, hint: str) -> None:
     """Raise StackError naming the holders when any port is taken."""
     ports = list(ports)
-    busy = [p for p in ports if not _bindable(p)]
+    busy = [p for p in ports if not port_free(p)]
     if not busy:
         return
     holders = port_holders(busy)

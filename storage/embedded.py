@@ -46,7 +46,8 @@ class PortSet:
 DEFAULT_PORTS = PortSet(master=19433, volume=18180, filer=18988, s3=18433)
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Return whether 127.0.0.1:`port` can be bound now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -58,7 +59,7 @@ def _port_free(port: int) -> bool:
 
 def ports_free(ports: PortSet) -> bool:
     """Return whether every port of the set and its gRPC twin can be bound now."""
-    return all(_port_free(p) for p in ports.all_ports())
+    return all(port_free(p) for p in ports.all_ports())
 
 
 def free_port_set(*, attempts: int = 200) -> PortSet:
@@ -167,7 +168,7 @@ class SeaweedServer:
         write_credentials(
             self.data_dir / "s3.json", access_key=self.access_key, secret_key=self.secret_key
         )
-        busy = [port for port in self.ports.all_ports() if not _port_free(port)]
+        busy = [port for port in self.ports.all_ports() if not port_free(port)]
         if busy:
             raise RuntimeError(
                 f"cannot start SeaweedFS: ports {busy} are in use (another instance running?)"
