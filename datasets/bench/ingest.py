@@ -12,7 +12,8 @@ work every source shares (fetch to a temp file, inspect, store, commit).
 
 Result keys: bench, count, seconds, assets_per_s, floor_assets_per_s, ratio_to_floor,
 peak_rss_mb (command + every worker process, sampled every 0.2 s), reingest_seconds;
-and for context size_kb, workers, thumbnails_seconds (how long the thumbnail jobs the
+and for context size_kb, workers, peak_pss_mb (the same sum in PSS, which counts the
+pages a prefork child shares with its parent once), thumbnails_seconds (how long the thumbnail jobs the
 first import spawned ran on after it).
 """
 
@@ -97,7 +98,8 @@ def summary(result: dict[str, Any]) -> str:
             f"  ratio      {result['ratio_to_floor']:.2f} of the floor",
             f"  re-ingest  {result['reingest_seconds']:.1f} s (all unchanged)",
             f"  thumbnails ran {result['thumbnails_seconds']:.1f} s after the import",
-            f"  peak RSS   {result['peak_rss_mb']:.0f} MB (command + workers)",
+            f"  peak RSS   {result['peak_rss_mb']:.0f} MB (command + workers; PSS "
+            f"{result['peak_pss_mb']:.0f} MB)",
         ]
     )
 
@@ -161,7 +163,7 @@ def run(
             raise CommandError(_wrong_counts(imp, expected="unchanged", count=count))
         log(f"import 2: {reingest_seconds:.1f} s")
         pool.stop()
-        peak_rss = rss.peak_bytes
+        peak_rss, peak_pss = rss.peak_bytes, rss.peak_pss_bytes
 
     assets_per_s = count / seconds
     floor_assets_per_s = count / floor_seconds
@@ -173,6 +175,7 @@ def run(
         "floor_assets_per_s": round(floor_assets_per_s, 1),
         "ratio_to_floor": round(assets_per_s / floor_assets_per_s, 3),
         "peak_rss_mb": round(peak_rss / 1_000_000, 1),
+        "peak_pss_mb": round(peak_pss / 1_000_000, 1),
         "reingest_seconds": round(reingest_seconds, 3),
         "size_kb": size_kb,
         "workers": workers,
@@ -505,6 +508,7 @@ class _RssSampler:
 
     def __init__(self) -> None:
         self.peak_bytes = 0
+        self.peak_pss_bytes = 0
         self._roots: list[psutil.Process] = [psutil.Process()]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-rss", daemon=True)
@@ -514,7 +518,7 @@ class _RssSampler:
             self._roots.append(psutil.Process(pid))
 
     def sample(self) -> None:
-        total = 0
+        rss = pss = 0
         me = self._roots[0]
         for root in self._roots:
             try:
@@ -523,8 +527,13 @@ class _RssSampler:
                 continue
             for proc in procs:
                 with contextlib.suppress(psutil.Error):
-                    total += proc.memory_info().rss
-        self.peak_bytes = max(self.peak_bytes, total)
+                    memory = proc.memory_full_info()
+                    rss += memory.rss
+                    # PSS shares each page among the processes mapping it: the prefork
+                    # children's copy-on-write pages are counted once, not per process.
+                    pss += getattr(memory, "pss", memory.rss)
+        self.peak_bytes = max(self.peak_bytes, rss)
+        self.peak_pss_bytes = max(self.peak_pss_bytes, pss)
 
     def _loop(self) -> None:
         while not self._stop.wait(RSS_SAMPLE_SECONDS):
