@@ -22,8 +22,8 @@ from rest_framework.views import APIView
 
 from datasets import selectors
 from datasets.models import Asset, Dataset, Import, Item
+from datasets.services import imports
 from datasets.services.datasets import dataset_create, dataset_update
-from datasets.services.imports import import_submit_source, import_submit_upload
 from storage.keys import blob_key
 from storage.services import presign_get
 
@@ -266,7 +266,7 @@ class ImportListApi(APIView):
                 raise serializers.ValidationError(
                     {"files": "Send files as multipart/form-data in the field 'files'."}
                 )
-            imp = import_submit_upload(
+            imp = imports.import_submit_upload(
                 dataset=dataset,
                 files=request.FILES.getlist("files"),
                 created_by=request.user,
@@ -274,7 +274,7 @@ class ImportListApi(APIView):
                 split=data.get("split", ""),
             )
         else:
-            imp = import_submit_source(
+            imp = imports.import_submit_source(
                 dataset=dataset,
                 source=source,
                 created_by=request.user,

@@ -38,7 +38,8 @@ from datasets.services.assets import asset_inspect, asset_store
 from datasets.services.datasets import dataset_counters_add
 from datasets.services.items import MAX_EXTERNAL_ID_LENGTH, ItemRow, items_add
 from datasets.services.thumbnails import thumbnails_submit
-from datasets.sources.archive import ArchiveReader, archive_kind, archive_plan
+from datasets.sources.archive import ArchiveReader, archive_kind, archive_plan, magic_format
+from datasets.sources.files import MAGIC_BYTES
 from datasets.sources.folder import folder_fetch, folder_plan, folder_resolve
 from datasets.sources.records import records_fetch, records_plan
 from datasets.sources.s3 import S3Source, s3_fetch, s3_plan
@@ -60,7 +61,8 @@ PLAN_HANDLER = "datasets.services.imports.import_plan_job"
 CHUNK_HANDLER = "datasets.services.imports.import_chunk_job"
 FINISH_HANDLER = "datasets.services.imports.import_finish_job"
 STAGING_REF = "staging:"
-ARCHIVE_REF = "archive:"
+# First-bytes formats that may hold a tar or zip (a gzip may be a .tar.gz).
+ARCHIVE_MAGIC = ("zip", "tar", "gzip", "bzip2", "xz")
 
 
 # --- submit -----------------------------------------------------------------------------
@@ -109,9 +111,15 @@ def import_submit_upload(
             if len(name) > MAX_EXTERNAL_ID_LENGTH:
                 raise InvalidImport(f"file name {name[:40]!r}… is too long", field="files")
             upload.seek(0)
+            # Planning downloads only what may be an archive; a plain image is never read
+            # back just to find that out.
+            maybe_archive = magic_format(upload.read(MAGIC_BYTES)) in ARCHIVE_MAGIC
+            upload.seek(0)
             key = staging_key(str(imp.pk), n)
             object_put(key, upload, size=upload.size)
-            uploads.append({"key": key, "name": name, "size": upload.size})
+            uploads.append(
+                {"key": key, "name": name, "size": upload.size, "archive": maybe_archive}
+            )
         imp.options = {**options, "uploads": uploads}
         imp.save(update_fields=["options"])
         return _start(imp, created_by=created_by, total=len(uploads))
@@ -251,9 +259,13 @@ def _plan_upload(imp: Import, workdir: Path) -> Iterator[SourceEntry | Rejection
     uploads = imp.options.get("uploads", [])
     next_key = len(uploads)
     for upload in uploads:
+        if not upload.get("archive", True):
+            yield SourceEntry(name=upload["name"], ref=STAGING_REF + upload["key"])
+            continue
         local = workdir / "upload"
         _download(upload["key"], local)
         if archive_kind(local) is None:
+            local.unlink()
             yield SourceEntry(name=upload["name"], ref=STAGING_REF + upload["key"])
             continue
         member_path = workdir / "member"
