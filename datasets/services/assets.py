@@ -120,10 +120,12 @@ def asset_inspect(
     max_bytes: int | None = None,
     allowed_media_types: Collection[str] | None = None,
     max_pixels: int | None = None,
+    sha256: str | None = None,
 ) -> AssetFacts:
     """Establish a local file's hash, size, real media type and dimensions.
 
-    Reads the file (twice for images: hash, then a full decode) with bounded memory.
+    Reads the file (twice for images: hash, then a full decode) with bounded memory;
+    a caller that already hashed it passes `sha256` to skip that pass.
     Raises FileRejected with a reason a person can act on: empty, over the size limit,
     a type not allowed, over the pixel limit, corrupt/truncated, or not UTF-8 text.
     """
@@ -142,12 +144,19 @@ def asset_inspect(
             max_pixels=settings.IMPORT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels,
         )
         return AssetFacts(
-            sha256=file_sha256(path), size=size, media_type=media_type, width=width, height=height
+            sha256=sha256 or file_sha256(path),
+            size=size,
+            media_type=media_type,
+            width=width,
+            height=height,
         )
     if kind == Dataset.Kind.TEXT:
         chars = _inspect_text(path)
         return AssetFacts(
-            sha256=file_sha256(path), size=size, media_type=TEXT_MEDIA_TYPE, char_count=chars
+            sha256=sha256 or file_sha256(path),
+            size=size,
+            media_type=TEXT_MEDIA_TYPE,
+            char_count=chars,
         )
     raise ValueError(f"unknown dataset kind {kind!r}")
 

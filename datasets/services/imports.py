@@ -32,9 +32,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from datasets.errors import FileRejected, InvalidImport
-from datasets.models import Dataset, Import, ImportEntry
+from datasets.models import Asset, Dataset, Import, ImportEntry
 from datasets.secrets import credentials_decrypt, credentials_encrypt
-from datasets.services.assets import asset_inspect, asset_store
+from datasets.services.assets import TEXT_MEDIA_TYPE, asset_inspect, asset_store, file_sha256
 from datasets.services.datasets import dataset_counters_add
 from datasets.services.items import MAX_EXTERNAL_ID_LENGTH, ItemRow, items_add
 from datasets.services.thumbnails import thumbnails_submit
@@ -442,6 +442,22 @@ def _fetched(imp: Import, entry: ImportEntry, workdir: Path) -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
+def _known_or_stored(path: Path, *, kind: str) -> tuple[str, int]:
+    """Return (sha256, size) of the file, storing it as a new asset when it is one.
+
+    Content already stored as an asset of the right kind was inspected when it first
+    came in and its blob written before its row: it is not decoded or uploaded again
+    (a re-import of unchanged files costs a hash and one query each).
+    """
+    sha256 = file_sha256(path)
+    known = Asset.objects.filter(pk=sha256).values_list("size", "media_type").first()
+    if known is not None and (known[1] == TEXT_MEDIA_TYPE) == (kind == Dataset.Kind.TEXT):
+        return sha256, known[0]
+    facts = asset_inspect(path, kind=kind, sha256=sha256)
+    asset_store(path, facts)
+    return facts.sha256, facts.size
+
+
 def import_chunk_job(ctx: JobContext) -> dict[str, Any]:
     """Turn the chunk's pending entries into assets and items.
 
@@ -468,9 +484,8 @@ def import_chunk_job(ctx: JobContext) -> dict[str, Any]:
         for entry in pending:
             try:
                 with _fetched(imp, entry, Path(tmp)) as path:
-                    facts = asset_inspect(path, kind=imp.dataset.kind)
-                    asset_store(path, facts)
-                stored.append((entry, facts.sha256, facts.size))
+                    sha256, size = _known_or_stored(path, kind=imp.dataset.kind)
+                stored.append((entry, sha256, size))
             except FileRejected as exc:
                 entry.reason = str(exc)
                 rejected.append(entry)
