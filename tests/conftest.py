@@ -106,7 +106,6 @@ import uuid  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
-from urllib.parse import quote  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # A worker (Django set-up, broker connection, pool fork) is ready in ~2-4 s here.
@@ -247,19 +246,9 @@ def celery_broker(request: pytest.FixtureRequest) -> CeleryBroker:
 
 def worker_database_url() -> str:
     """DATABASE_URL of the database this test session uses (the test database)."""
-    from django.db import connection
+    from workers.processes import database_url
 
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    if db["ENGINE"] in ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis"):
-        auth = quote(db.get("USER") or "", safe="")
-        if db.get("PASSWORD"):
-            auth += ":" + quote(db["PASSWORD"], safe="")
-        host = db.get("HOST") or "127.0.0.1"
-        port = f":{db['PORT']}" if db.get("PORT") else ""
-        return f"postgres://{auth + '@' if auth else ''}{host}{port}/{quote(db['NAME'], safe='')}"
-    raise RuntimeError(f"no DATABASE_URL form for {db['ENGINE']}")
+    return database_url()
 
 
 @dataclass

@@ -38,7 +38,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
 
 import psutil
 from django.conf import settings
@@ -57,6 +56,7 @@ from storage.keys import staging_key, staging_prefix
 from storage.services import staging_delete
 from workers.celery_app import app
 from workers.models import Job
+from workers.processes import database_url
 
 HELP = (
     "Import N generated images through the real path (job, Celery workers, storage, "
@@ -361,17 +361,10 @@ def _forget(*, user: Any, log: _Log) -> None:
 
 def _database_url() -> str:
     """DATABASE_URL of the database this process uses, for the workers."""
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    if db["ENGINE"] in ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis"):
-        auth = quote(db.get("USER") or "", safe="")
-        if db.get("PASSWORD"):
-            auth += ":" + quote(db["PASSWORD"], safe="")
-        host = db.get("HOST") or "127.0.0.1"
-        port = f":{db['PORT']}" if db.get("PORT") else ""
-        return f"postgres://{auth + '@' if auth else ''}{host}{port}/{quote(db['NAME'], safe='')}"
-    raise CommandError(f"bench ingest cannot pass a {db['ENGINE']} database to its workers")
+    try:
+        return database_url()
+    except ValueError as exc:
+        raise CommandError(f"bench ingest cannot pass its database to its workers: {exc}") from None
 
 
 def _worker_env(*, queue: str, folder_root: Path) -> dict[str, str]:
