@@ -256,11 +256,7 @@ class ImportListApi(APIView):
             raise PermissionDenied("You may not import into this dataset.")
         data = request.data
         source = data.get("source") or "upload"
-        tags = data.get("tags", "")
-        if isinstance(tags, str):
-            tags = [tag for tag in tags.split(",") if tag.strip()]
-        if not isinstance(tags, list):
-            raise serializers.ValidationError({"tags": "A list, or a comma-separated string."})
+        tags = data.get("tags")  # a list or a comma-separated string: the service parses it
         if source == "upload":
             if request.content_type.startswith("application/json"):
                 raise serializers.ValidationError(

@@ -68,8 +68,9 @@ ARCHIVE_MAGIC = ("zip", "tar", "gzip", "bzip2", "xz")
 # --- submit -----------------------------------------------------------------------------
 
 
-def _clean_tags(tags: Iterable[str]) -> list[str]:
-    cleaned, problem = parse_tags(list(tags))
+def _clean_tags(tags: str | Iterable[str] | None) -> list[str]:
+    """Tags as a list or one comma/semicolon-separated string (as forms send them)."""
+    cleaned, problem = parse_tags(list(tags) if isinstance(tags, tuple) else tags)
     if problem:
         raise InvalidImport(problem, field="tags")
     return cleaned
@@ -87,7 +88,7 @@ def import_submit_upload(
     dataset: Dataset,
     files: Iterable[UploadedFile],
     created_by: Any,
-    tags: Iterable[str] = (),
+    tags: str | Iterable[str] | None = (),
     split: str = "",
 ) -> Import:
     """Stage uploaded files (plain files, or zip/tar archives to unpack) and start an import.
@@ -141,7 +142,7 @@ def import_submit_source(
     fmt: str = "",
     options: dict[str, Any] | None = None,
     credentials: dict[str, str] | None = None,
-    tags: Iterable[str] = (),
+    tags: str | Iterable[str] | None = (),
     split: str = "",
 ) -> Import:
     """Start an import from a URL list, text records, an S3 prefix or a server folder.

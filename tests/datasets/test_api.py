@@ -198,3 +198,15 @@ def test_import_into_a_dataset_you_cannot_edit(ops):
     upload = SimpleUploadedFile("a.png", image_bytes(), content_type="image/png")
     response = api_for(stranger).post(f"/api/v1/datasets/{ds.pk}/imports/", {"files": [upload]})
     assert response.status_code == 404
+
+
+def test_import_tags_that_are_not_a_list_or_string_are_400(ops):
+    ds = Dataset.objects.create(name="cars", kind="image", created_by=ops)
+    response = api_for(ops).post(
+        f"/api/v1/datasets/{ds.pk}/imports/",
+        {"source": "urls", "urls": ["https://example.org/a.png"], "tags": {"a": 1}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["field"] == "tags"
+    assert not Import.objects.exists()
