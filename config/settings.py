@@ -280,6 +280,10 @@ IMPORT_FOLDER_ROOTS = env.list("IMPORT_FOLDER_ROOTS", default=[])
 # Files per chunk job: a few hundred keeps a chunk under a minute for 20 kB images while
 # giving every worker a share of a 100,000-file import (500 chunks).
 IMPORT_CHUNK_SIZE = env.int("IMPORT_CHUNK_SIZE", default=200)
+# Threads of one chunk job that fetch, hash, decode and upload files side by side: the
+# work waits on the network or runs in C with the GIL released, so a few threads keep a
+# worker process busy while each file waits for its PUT.
+IMPORT_THREADS = env.int("IMPORT_THREADS", default=4)
 
 # --- Celery -----------------------------------------------------------------------------
 

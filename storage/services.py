@@ -341,6 +341,7 @@ def blob_put_stream(
     content_type: str = DEFAULT_CONTENT_TYPE,
     size: int | None = None,
     sha256: str | None = None,
+    check_existing: bool = True,
 ) -> PutResult:
     """Store the rest of `fileobj` at the key of its SHA-256 unless that blob exists.
 
@@ -353,15 +354,21 @@ def blob_put_stream(
     (15 MiB measured for 5 MiB parts), whatever the size.
 
     Idempotent: an existing blob is left alone and the result says created=False.
+    `check_existing=False` (only with `sha256`) skips that check, one HEAD request, for
+    a caller that knows the blob is almost surely missing (no Asset row has it): the
+    bytes are then sent in any case, which for a blob that did exist rewrites the same
+    verified bytes under the same key, harmless; created=True then means "written".
     Raises ValueError on a malformed `sha256` or negative `size`; ContentMismatch when the
     bytes do not match the declared `sha256`/`size` (nothing is stored);
     StorageUnavailable when the store cannot be used; StorageError on other failures.
     """
     if size is not None and size < 0:
         raise ValueError(f"size must be >= 0, not {size}")
+    if not check_existing and sha256 is None:
+        raise ValueError("check_existing=False needs the sha256 of the content")
     if sha256 is not None:
         key = blob_key(sha256)
-        existing = _stat_or_none(key)
+        existing = _stat_or_none(key) if check_existing else None
         if existing is not None:
             return _blob_existing(existing, sha256=sha256, size=size, declared=True)
         sent = _upload(key, fileobj, sha256=sha256, size=size, content_type=content_type)

@@ -37,6 +37,13 @@ class Job(models.Model):
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Priority(models.IntegerChoices):
+        # Redis serves a queue's lower numbers first (kombu's priority steps 0, 3, 6, 9);
+        # the embedded SQLAlchemy broker ignores priorities.
+        NORMAL = 0, "Normal"
+        # Work nobody waits on (thumbnails): runs when no normal job is queued.
+        BACKGROUND = 9, "Background"
+
     # States a job never leaves.
     FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
     # States a job can be cancelled in.
@@ -52,6 +59,7 @@ class Job(models.Model):
     )
     params = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     progress_done = models.PositiveBigIntegerField(default=0)
     progress_total = models.PositiveBigIntegerField(null=True, blank=True)
     # Deliveries claimed so far; also the fencing token of the current run: a worker

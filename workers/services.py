@@ -97,6 +97,7 @@ def job_submit(
     params: dict[str, Any] | None = None,
     created_by: Any = None,
     total: int | None = None,
+    priority: int = Job.Priority.NORMAL,
 ) -> Job:
     """Create a queued job and send its message once the surrounding transaction commits.
 
@@ -104,7 +105,8 @@ def job_submit(
     so a typo fails here (InvalidJobHandler, a ValueError), not in a worker. `params`
     must be JSON-serialisable. Safe inside a caller's atomic block: if that rolls back,
     no row and no message. If the broker is down at commit, the row stays queued and
-    the sweeper sends it after JOB_REQUEUE_AFTER.
+    the sweeper sends it after JOB_REQUEUE_AFTER. `priority` (Job.Priority) orders the
+    queue on Redis; the job's child jobs inherit it.
     """
     _resolve_handler(handler)
     if created_by is not None and not getattr(created_by, "is_authenticated", False):
@@ -119,18 +121,19 @@ def job_submit(
             created_by=created_by,
             progress_total=total,
             enqueued_at=timezone.now(),
+            priority=priority,
         )
         job_id = job.id
-        transaction.on_commit(lambda: _send(job_id), robust=True)
+        transaction.on_commit(lambda: _send(job_id, priority=priority), robust=True)
     return job
 
 
-def _send(job_id: uuid.UUID | str, *, countdown: float | None = None) -> None:
+def _send(job_id: uuid.UUID | str, *, countdown: float | None = None, priority: int = 0) -> None:
     """Publish the job's message: only its id, on the default queue."""
-    app.send_task(JOB_RUN_TASK, args=[str(job_id)], countdown=countdown)
+    app.send_task(JOB_RUN_TASK, args=[str(job_id)], countdown=countdown, priority=priority)
 
 
-def _send_many(job_ids: list[uuid.UUID]) -> int:
+def _send_many(job_ids: list[uuid.UUID], *, priority: int = 0) -> int:
     """Publish the jobs' messages over one producer connection; return how many went.
 
     Stops at the first failure: the rows are queued with enqueued_at set, so the
@@ -141,7 +144,9 @@ def _send_many(job_ids: list[uuid.UUID]) -> int:
     try:
         with app.producer_or_acquire() as producer:
             for job_id in job_ids:
-                app.send_task(JOB_RUN_TASK, args=[str(job_id)], producer=producer)
+                app.send_task(
+                    JOB_RUN_TASK, args=[str(job_id)], producer=producer, priority=priority
+                )
                 sent += 1
     except Exception:
         logger.exception("sent %s of %s child jobs; the sweeper sends the rest", sent, len(job_ids))
@@ -180,7 +185,7 @@ def job_spawn(
     _resolve_handler(handler)
     if on_done:
         _resolve_handler(on_done)
-    parent = Job.objects.values("created_by_id").filter(pk=lease.job_id).first()
+    parent = Job.objects.values("created_by_id", "priority").filter(pk=lease.job_id).first()
     if parent is None:
         lease.lost.set()
         return [], None
@@ -207,6 +212,7 @@ def job_spawn(
                             params=params,
                             parent_id=lease.job_id,
                             created_by_id=parent["created_by_id"],
+                            priority=parent["priority"],
                             progress_total=total,
                             enqueued_at=None,  # held until the parent's run ends
                         )
@@ -283,7 +289,8 @@ def _enter_waiting(job: Job, lease: JobLease, ctx: JobContext) -> JobRunResult:
         if pending == 0:  # spawned no chunk (an empty import), or all were cancelled
             _start_finishing(job.pk, now)
         to_send = [child for child in ctx.spawned if child in held]
-        transaction.on_commit(lambda: _send_many(to_send), robust=True)
+        priority = job.priority
+        transaction.on_commit(lambda: _send_many(to_send, priority=priority), robust=True)
     logger.info("job %s waits for %s child jobs", job_key, len(to_send))
     return JobRunResult(job_key, "waiting")
 
@@ -685,7 +692,8 @@ def _cancel_descendants(job_id: uuid.UUID | str, now: datetime) -> int:
 
 def _send_logged(job_id: uuid.UUID) -> bool:
     try:
-        _send(job_id)
+        priority = Job.objects.filter(pk=job_id).values_list("priority", flat=True).first()
+        _send(job_id, priority=priority or Job.Priority.NORMAL)
     except Exception:
         # The row is queued with a fresh enqueued_at: the next sweep after
         # JOB_REQUEUE_AFTER sends it again. One bad send must not stop the sweep.

@@ -3,8 +3,8 @@
 The real path: a server-folder import (Import row, plan job, chunk jobs on Celery
 workers started here, Pillow inspection, blobs in the object store, rows in the
 database), then the same import again (every file unchanged). The floor: SHA-256 plus
-one S3 PUT per file, with the same client and as many parallel streams as the workers
-have processes, and nothing else (no Django ORM, no database).
+one S3 PUT per file, with the same client and as many parallel streams as the real path
+has (worker processes x IMPORT_THREADS), and nothing else (no Django ORM, no database).
 
 Why a server folder: the files reach the workers without an HTTP upload or an archive
 being unpacked and staged by a single plan job, so what is measured is the per-file
@@ -12,7 +12,7 @@ work every source shares (fetch to a temp file, inspect, store, commit).
 
 Result keys: bench, count, seconds, assets_per_s, floor_assets_per_s, ratio_to_floor,
 peak_rss_mb (command + every worker process, sampled every 0.2 s), reingest_seconds;
-and for context size_kb, workers, peak_pss_mb (the same sum in PSS, which counts the
+and for context size_kb, workers, streams (of the floor), peak_pss_mb (the same sum in PSS, which counts the
 pages a prefork child shares with its parent once), thumbnails_seconds (how long the thumbnail jobs the
 first import spawned ran on after it).
 """
@@ -145,7 +145,10 @@ def run(
         stack.enter_context(override_settings(IMPORT_FOLDER_ROOTS=[str(root)]))
         stack.enter_context(_sending_to(queue))
 
-        floor_seconds = _floor(files, streams=workers, tag=tag, log=log)
+        # Each worker process uploads from IMPORT_THREADS threads: the floor gets as many
+        # parallel streams as the real path has.
+        streams = workers * settings.IMPORT_THREADS
+        floor_seconds = _floor(files, streams=streams, tag=tag, log=log)
 
         user = made["user"] = _bench_user(tag)
         dataset = dataset_create(created_by=user, name=f"bench ingest {tag}", kind="image")
@@ -179,6 +182,7 @@ def run(
         "reingest_seconds": round(reingest_seconds, 3),
         "size_kb": size_kb,
         "workers": workers,
+        "streams": streams,
         "thumbnails_seconds": round(thumbnails_seconds, 3),
     }
 
@@ -373,6 +377,10 @@ def _worker_env(*, queue: str, folder_root: Path) -> dict[str, str]:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"),
         "DATABASE_URL": _database_url(),
+        # Workers run as deployed: with DEBUG on, Django keeps every query's SQL in memory
+        # (up to 9,000 per connection) and peak RSS would measure that log.
+        "DEBUG": "0",
+        "SECRET_KEY": settings.SECRET_KEY,  # shared: it also keys the stored credentials
         "CELERY_BROKER_URL": _broker_url(),
         "CELERY_QUEUE": queue,  # retries and spawned chunks go to this queue too
         "CELERY_RESULT_BACKEND": "cache+memory://",  # results are ignored anyway

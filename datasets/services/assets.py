@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from django.conf import settings
@@ -161,6 +161,46 @@ def asset_inspect(
     raise ValueError(f"unknown dataset kind {kind!r}")
 
 
+def asset_blob_put(path: Path, facts: AssetFacts, *, known_missing: bool = False) -> None:
+    """Store the file's bytes under its hash, verified against `facts` while they go up.
+
+    `known_missing`: the caller found no Asset row for the hash, so the blob is almost
+    surely absent and the existence check (a HEAD request) is skipped; a blob that did
+    exist gets the same bytes again. Raises storage errors (StorageUnavailable is
+    transient: the job is retried).
+    """
+    with open(path, "rb") as fh:
+        blob_put_stream(
+            fh,
+            content_type=facts.media_type,
+            size=facts.size,
+            sha256=facts.sha256,
+            check_existing=not known_missing,
+        )
+
+
+def assets_record(facts: Iterable[AssetFacts]) -> None:
+    """Insert the Asset rows of blobs already stored, in one statement.
+
+    A row that exists (the same content stored meanwhile by another import) is kept
+    as it is: what it says was established from the same bytes.
+    """
+    Asset.objects.bulk_create(
+        [
+            Asset(
+                sha256=f.sha256,
+                size=f.size,
+                media_type=f.media_type,
+                width=f.width,
+                height=f.height,
+                char_count=f.char_count,
+            )
+            for f in facts
+        ],
+        ignore_conflicts=True,
+    )
+
+
 def asset_store(path: Path, facts: AssetFacts) -> Asset:
     """Store the file's bytes under its hash, then record the Asset row.
 
@@ -168,16 +208,6 @@ def asset_store(path: Path, facts: AssetFacts) -> Asset:
     as it is. The object is written before the row, so a row always has its bytes.
     Raises storage errors (StorageUnavailable is transient: the job is retried).
     """
-    with open(path, "rb") as fh:
-        blob_put_stream(fh, content_type=facts.media_type, size=facts.size, sha256=facts.sha256)
-    asset, _ = Asset.objects.get_or_create(
-        sha256=facts.sha256,
-        defaults={
-            "size": facts.size,
-            "media_type": facts.media_type,
-            "width": facts.width,
-            "height": facts.height,
-            "char_count": facts.char_count,
-        },
-    )
-    return asset
+    asset_blob_put(path, facts)
+    assets_record([facts])
+    return Asset.objects.get(pk=facts.sha256)

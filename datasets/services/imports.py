@@ -16,35 +16,44 @@ When the last chunk finishes, `import_finish_job` closes the import and deletes 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from datasets.errors import FileRejected, InvalidImport
 from datasets.models import Asset, Dataset, Import, ImportEntry
 from datasets.secrets import credentials_decrypt, credentials_encrypt
-from datasets.services.assets import TEXT_MEDIA_TYPE, asset_inspect, asset_store, file_sha256
+from datasets.services.assets import (
+    TEXT_MEDIA_TYPE,
+    asset_blob_put,
+    asset_inspect,
+    assets_record,
+    file_sha256,
+)
 from datasets.services.datasets import dataset_counters_add
 from datasets.services.items import MAX_EXTERNAL_ID_LENGTH, ItemRow, items_add
 from datasets.services.thumbnails import thumbnails_submit
 from datasets.sources.archive import ArchiveReader, archive_kind, archive_plan, magic_format
 from datasets.sources.files import MAGIC_BYTES
-from datasets.sources.folder import folder_fetch, folder_plan, folder_resolve
+from datasets.sources.folder import folder_fetch, folder_plan, folder_resolve, folder_sha256
 from datasets.sources.records import records_fetch, records_plan
 from datasets.sources.s3 import S3Source, s3_fetch, s3_plan
 from datasets.sources.types import ImportLimits, Rejection, SourceEntry, parse_split, parse_tags
 from datasets.sources.urls import fetch_url, parse_url_list
+from datasets.types import AssetFacts
 from storage.keys import staging_key, staging_prefix
 from storage.services import object_open, object_put, staging_delete
 from workers.services import job_submit
@@ -360,10 +369,10 @@ def import_plan_job(ctx: JobContext) -> dict[str, Any]:
                 rejected += isinstance(planned, Rejection)
                 seq += 1
                 if len(batch) >= PLAN_BATCH:
-                    ImportEntry.objects.bulk_create(batch)
+                    _entries_insert(batch)
                     batch = []
                     ctx.progress(0, seq)
-            ImportEntry.objects.bulk_create(batch)
+            _entries_insert(batch)
     except InvalidImport as exc:
         # The whole source is unusable (a cap exceeded, a list that breaks off, refused
         # credentials): nothing of it is imported, and the job fails with the reason.
@@ -387,6 +396,54 @@ def import_plan_job(ctx: JobContext) -> dict[str, Any]:
         on_done=FINISH_HANDLER,
     )
     return {"import_id": imp.pk, "entries": seq, "rejected_while_planning": rejected}
+
+
+# Columns _entries_insert writes (the rest keep their defaults: item, asset).
+ENTRY_COLUMNS = (
+    "import_run_id",
+    "seq",
+    "name",
+    "ref",
+    "metadata",
+    "tags",
+    "split",
+    "status",
+    "reason",
+)
+
+
+def _entries_insert(entries: list[ImportEntry]) -> None:
+    """Insert planned entries: with COPY on PostgreSQL, else one bulk INSERT.
+
+    Planning is serial (one job walks the source), so its insert rate bounds how soon
+    the chunks start: COPY takes a tenth of the time of bulk_create's INSERT, whose
+    SQL Django builds value by value.
+    """
+    if not entries:
+        return
+    if connection.vendor != "postgresql":
+        ImportEntry.objects.bulk_create(entries)
+        return
+    table = connection.ops.quote_name(ImportEntry._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(c) for c in ENTRY_COLUMNS)
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        for e in entries:
+            copy.write_row(
+                (
+                    e.import_run_id,
+                    e.seq,
+                    e.name,
+                    e.ref,
+                    json.dumps(e.metadata),
+                    json.dumps(e.tags),
+                    e.split,
+                    e.status,
+                    e.reason,
+                )
+            )
 
 
 def _entry(
@@ -417,149 +474,274 @@ def _entry(
 # --- chunk ------------------------------------------------------------------------------
 
 
-@contextmanager
-def _fetched(imp: Import, entry: ImportEntry, workdir: Path) -> Iterator[Path]:
-    """Bring the entry's bytes to a local file for inspection; remove it afterwards.
+@dataclass
+class _Fetched:
+    """One pending entry on its way: its local copy, hash and what inspecting it found."""
 
-    Raises FileRejected for the entry's own problems (gone, too large, refused address).
+    entry: ImportEntry
+    path: Path
+    sha256: str = ""
+    size: int = 0
+    media_type: str = ""
+    reason: str = ""  # set when the entry is rejected
+
+
+class _Fetcher:
+    """Hashes the entries of one import and brings new content to local files.
+
+    Called from the chunk's thread pool: touches no database (the source's
+    credentials are decrypted once, up front).
     """
-    path = workdir / f"entry-{entry.seq}"
-    limits = ImportLimits.from_settings()
-    try:
-        if entry.ref.startswith(STAGING_REF):
-            _download(entry.ref.removeprefix(STAGING_REF), path)
+
+    def __init__(self, imp: Import, workdir: Path) -> None:
+        self.imp = imp
+        self.workdir = workdir
+        self.limits = ImportLimits.from_settings()
+        self.s3 = _s3_source(imp) if imp.source == Import.Source.S3 else None
+
+    def fetch(self, entry: ImportEntry) -> _Fetched:
+        """Hash the entry's bytes: in place for a server folder, else from a local copy.
+
+        A problem of the entry itself (gone, too large, a refused address) is recorded as
+        its rejection; storage and other errors propagate (the job is retried).
+        """
+        got = _Fetched(entry=entry, path=self.workdir / f"entry-{entry.seq}")
+        try:
+            if self.imp.source == Import.Source.FOLDER and not entry.ref.startswith(STAGING_REF):
+                got.sha256, got.size = folder_sha256(
+                    self.imp.options["folder"], entry.ref, limits=self.limits
+                )
+            else:
+                self._copy(entry.ref, got.path)
+                got.sha256 = file_sha256(got.path)
+                got.size = got.path.stat().st_size
+        except FileRejected as exc:
+            got.reason = str(exc)
+        return got
+
+    def localize(self, got: _Fetched) -> None:
+        """Make sure new content has a local copy to inspect and upload (a file hashed in
+        place is copied now; a copy that no longer matches the hash is refused)."""
+        if got.path.exists():
+            return
+        try:
+            self._copy(got.entry.ref, got.path)
+            if file_sha256(got.path) != got.sha256:
+                got.reason = "the file changed while it was being imported: import it again"
+        except FileRejected as exc:
+            got.reason = str(exc)
+
+    def _copy(self, ref: str, path: Path) -> None:
+        imp, limits = self.imp, self.limits
+        if ref.startswith(STAGING_REF):
+            _download(ref.removeprefix(STAGING_REF), path)
         elif imp.source == Import.Source.URLS:
-            fetch_url(entry.ref, path, limits=limits)
+            fetch_url(ref, path, limits=limits)
         elif imp.source == Import.Source.RECORDS:
-            records_fetch(entry.ref, path, limits=limits)
-        elif imp.source == Import.Source.S3:
-            s3_fetch(_s3_source(imp), entry.ref, path, limits=limits)
+            records_fetch(ref, path, limits=limits)
+        elif self.s3 is not None:
+            s3_fetch(self.s3, ref, path, limits=limits)
         elif imp.source == Import.Source.FOLDER:
-            folder_fetch(imp.options["folder"], entry.ref, path, limits=limits)
+            folder_fetch(imp.options["folder"], ref, path, limits=limits)
         else:
-            raise FileRejected(f"unknown source reference {entry.ref[:40]!r}")
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
+            raise FileRejected(f"unknown source reference {ref[:40]!r}")
 
 
-def _known_or_stored(path: Path, *, kind: str) -> tuple[str, int]:
-    """Return (sha256, size) of the file, storing it as a new asset when it is one.
+def _inspect_and_put(got: _Fetched, *, kind: str, fetcher: _Fetcher) -> AssetFacts | None:
+    """Inspect a file whose content has no Asset row yet and store its blob.
 
-    Content already stored as an asset of the right kind was inspected when it first
-    came in and its blob written before its row: it is not decoded or uploaded again
-    (a re-import of unchanged files costs a hash and one query each).
+    Runs in the chunk's thread pool (no database). Returns the facts for the Asset row,
+    or None with `got.reason` set when the file is refused.
     """
-    sha256 = file_sha256(path)
-    known = Asset.objects.filter(pk=sha256).values_list("size", "media_type").first()
-    if known is not None and (known[1] == TEXT_MEDIA_TYPE) == (kind == Dataset.Kind.TEXT):
-        return sha256, known[0]
-    facts = asset_inspect(path, kind=kind, sha256=sha256)
-    asset_store(path, facts)
-    return facts.sha256, facts.size
+    fetcher.localize(got)
+    if got.reason:
+        return None
+    try:
+        facts = asset_inspect(got.path, kind=kind, sha256=got.sha256)
+    except FileRejected as exc:
+        got.reason = str(exc)
+        return None
+    asset_blob_put(got.path, facts, known_missing=True)
+    return facts
+
+
+def _store_batch(
+    fetched: list[_Fetched], *, kind: str, pool: ThreadPoolExecutor, fetcher: _Fetcher
+) -> None:
+    """Make sure every fetched file's content is an asset; reject those that cannot be.
+
+    One query finds the contents already stored as assets of the dataset's kind: they
+    were inspected when they first came in and their blob was written before their row,
+    so they are neither decoded nor uploaded again (a re-import of unchanged files costs
+    a hash each and one query per batch). The rest are inspected and uploaded in
+    parallel, once per distinct content, and their rows inserted together, after
+    their blobs.
+    """
+    hashed = [f for f in fetched if not f.reason]
+    known = {
+        sha: (size, media_type)
+        for sha, size, media_type in Asset.objects.filter(
+            pk__in={f.sha256 for f in hashed}
+        ).values_list("sha256", "size", "media_type")
+    }
+    is_text = kind == Dataset.Kind.TEXT
+    new: dict[str, _Fetched] = {}
+    for got in hashed:
+        stored = known.get(got.sha256)
+        if stored is not None and (stored[1] == TEXT_MEDIA_TYPE) == is_text:
+            got.size, got.media_type = stored
+        else:
+            new.setdefault(got.sha256, got)
+    facts = [
+        f
+        for f in pool.map(
+            functools.partial(_inspect_and_put, kind=kind, fetcher=fetcher), new.values()
+        )
+        if f is not None
+    ]
+    assets_record(facts)
+    for got in hashed:  # other files with a refused content are refused with it
+        first = new.get(got.sha256)
+        if first is not None and first is not got and first.reason:
+            got.reason = f"same content as {first.entry.name!r}, refused: {first.reason}"
 
 
 def import_chunk_job(ctx: JobContext) -> dict[str, Any]:
     """Turn the chunk's pending entries into assets and items.
 
-    Idempotent: only entries still pending are processed; each batch of outcomes, the
-    items and the import's counters commit together. Storage errors propagate (the job
-    is retried with backoff); a file's own problem rejects that entry only.
+    Works in batches of COMMIT_EVERY entries: a thread pool of IMPORT_THREADS fetches
+    and hashes the batch, then inspects and uploads what is new (network and decoding
+    overlap; the GIL is released in both), and the batch's items, entry outcomes and
+    counters commit in one transaction. Idempotent: only entries still pending are
+    processed. Storage errors propagate (the job is retried with backoff); a file's own
+    problem rejects that entry only.
     """
     params = ctx.params
     imp = Import.objects.select_related("dataset").get(pk=params["import_id"])
-    pending = list(
-        ImportEntry.objects.filter(
-            import_run=imp,
-            status=ImportEntry.Status.PENDING,
-            seq__gte=params["seq_from"],
-            seq__lt=params["seq_to"],
-        ).order_by("seq")
-    )
+    pending = ImportEntry.objects.filter(
+        import_run=imp,
+        status=ImportEntry.Status.PENDING,
+        seq__gte=params["seq_from"],
+        seq__lt=params["seq_to"],
+    ).order_by("seq")
     total = params["seq_to"] - params["seq_from"]
-    done = total - len(pending)
+    todo = list(pending)
+    done = total - len(todo)
     ctx.progress(done, total)
-    stored: list[tuple[ImportEntry, str, int]] = []
-    rejected: list[ImportEntry] = []
-    with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp:
-        for entry in pending:
+    kind = imp.dataset.kind
+    with (
+        tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp,
+        ThreadPoolExecutor(settings.IMPORT_THREADS, thread_name_prefix="import") as pool,
+    ):
+        fetcher = _Fetcher(imp, Path(tmp))
+        for start in range(0, len(todo), COMMIT_EVERY):
+            batch = todo[start : start + COMMIT_EVERY]
+            fetched = list(pool.map(fetcher.fetch, batch))
             try:
-                with _fetched(imp, entry, Path(tmp)) as path:
-                    sha256, size = _known_or_stored(path, kind=imp.dataset.kind)
-                stored.append((entry, sha256, size))
-            except FileRejected as exc:
-                entry.reason = str(exc)
-                rejected.append(entry)
-            if len(stored) + len(rejected) >= COMMIT_EVERY:
-                _commit(imp, stored, rejected)
-                done += len(stored) + len(rejected)
-                stored, rejected = [], []
-                ctx.progress(done, total)
-        _commit(imp, stored, rejected)
+                _store_batch(fetched, kind=kind, pool=pool, fetcher=fetcher)
+                _commit(imp, fetched)
+            finally:
+                for got in fetched:
+                    got.path.unlink(missing_ok=True)
+            done += len(batch)
+            ctx.progress(done, total)
     ctx.progress(total, total)
-    return {"entries": len(pending)}
+    return {"entries": len(todo)}
 
 
-def _commit(
-    imp: Import, stored: list[tuple[ImportEntry, str, int]], rejected: list[ImportEntry]
-) -> None:
+def _commit(imp: Import, fetched: list[_Fetched]) -> None:
     """Write a batch's items, entry outcomes and counters in one transaction.
 
     Entries that are no longer pending (a concurrent redelivery got there first) are
     skipped, so counters are never added twice.
     """
-    if not stored and not rejected:
+    if not fetched:
         return
     with transaction.atomic():
-        ids = [e.pk for e, _, _ in stored] + [e.pk for e in rejected]
         still_pending = set(
             ImportEntry.objects.select_for_update()
-            .filter(pk__in=ids, status=ImportEntry.Status.PENDING)
+            .filter(pk__in=[f.entry.pk for f in fetched], status=ImportEntry.Status.PENDING)
             .order_by("pk")
             .values_list("pk", flat=True)
         )
+        fetched = [f for f in fetched if f.entry.pk in still_pending]
+        stored = [f for f in fetched if not f.reason]
         rows = [
             ItemRow(
-                key=entry.pk,
-                external_id=entry.name,
-                sha256=sha256,
-                metadata=entry.metadata,
-                tags=tuple(entry.tags),
-                split=entry.split,
+                key=f.entry.pk,
+                external_id=f.entry.name,
+                sha256=f.sha256,
+                metadata=f.entry.metadata,
+                tags=tuple(f.entry.tags),
+                split=f.entry.split,
             )
-            for entry, sha256, _ in stored
-            if entry.pk in still_pending
+            for f in stored
         ]
         outcomes = {o.key: o for o in items_add(dataset=imp.dataset, rows=rows)}
         counts = {"created": 0, "unchanged": 0, "duplicates": 0, "rejected": 0}
-        updates: list[ImportEntry] = []
+        results: list[EntryResult] = []
         created_bytes = 0
         created_shas: list[str] = []
-        for entry, sha256, size in stored:
-            outcome = outcomes.get(entry.pk)
+        for got in fetched:
+            outcome = outcomes.get(got.entry.pk)
             if outcome is None:
-                continue
-            if outcome.status == "created":
-                created_bytes += size
-                created_shas.append(sha256)
-            entry.status = outcome.status
-            entry.reason = outcome.reason
-            entry.item_id = outcome.item_id
-            entry.asset_id = sha256
-            counts["duplicates" if outcome.status == "duplicate" else outcome.status] += 1
-            updates.append(entry)
-        for entry in rejected:
-            if entry.pk not in still_pending:
-                continue
-            entry.status = ImportEntry.Status.REJECTED
-            counts["rejected"] += 1
-            updates.append(entry)
-        ImportEntry.objects.bulk_update(updates, ["status", "reason", "item", "asset"])
+                status, reason, item_id, sha = ImportEntry.Status.REJECTED, got.reason, None, None
+            else:
+                status, reason, item_id, sha = (
+                    outcome.status,
+                    outcome.reason,
+                    outcome.item_id,
+                    got.sha256,
+                )
+            if status == ImportEntry.Status.CREATED:
+                created_bytes += got.size
+                created_shas.append(got.sha256)
+            counts["duplicates" if status == ImportEntry.Status.DUPLICATE else status] += 1
+            results.append(EntryResult(got.entry.pk, status, reason, item_id, sha))
+        import_entries_set_outcomes(results)
         Import.objects.filter(pk=imp.pk).update(**{k: F(k) + v for k, v in counts.items()})
         dataset_counters_add(dataset_id=imp.dataset_id, items=counts["created"], size=created_bytes)
         if created_shas:
-            # Sent when this transaction commits; one job per batch of new items.
+            # Sent when this transaction commits; one job per batch of new items, at
+            # background priority so imports go first.
             thumbnails_submit(sha256s=created_shas, created_by=imp.created_by)
+
+
+class EntryResult(NamedTuple):
+    pk: int
+    status: str
+    reason: str
+    item_id: int | None
+    asset_id: str | None
+
+
+def import_entries_set_outcomes(results: list[EntryResult]) -> None:
+    """Write each entry's outcome in one UPDATE ... FROM (VALUES ...) statement.
+
+    Django's bulk_update builds a CASE per column with a branch per row, which
+    PostgreSQL plans slowly (70 ms for 50 rows here); a join with a VALUES list is
+    one index lookup per row. Works on PostgreSQL and SQLite (3.33+).
+    """
+    if not results:
+        return
+    meta = ImportEntry._meta
+    qn = connection.ops.quote_name
+    columns = [meta.pk.column, "status", "reason", "item_id", "asset_id"]
+    row = "(CAST(%s AS bigint), %s, %s, CAST(%s AS bigint), %s)"
+    table = qn(meta.db_table)
+    # Only quoted names from the model and placeholders go into the text; values are
+    # parameters.
+    names = ", ".join(qn(c) for c in columns)
+    values = ", ".join([row] * len(results))
+    assignments = ", ".join(f"{qn(c)} = v.{qn(c)}" for c in columns[1:])
+    pk = qn(meta.pk.column)
+    sql = (
+        f"WITH v ({names}) AS (VALUES {values}) "  # noqa: S608
+        f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{pk} = v.{pk}"
+    )
+    params = [value for result in results for value in result]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 # --- finish -----------------------------------------------------------------------------

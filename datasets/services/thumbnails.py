@@ -245,6 +245,9 @@ def thumbnails_submit(*, sha256s: Iterable[str], created_by: Any = None) -> Job 
         params={"sha256s": missing},
         created_by=created_by,
         total=len(missing),
+        # Nobody waits on a thumbnail the way they wait on an import: on Redis, every
+        # import chunk queued goes first.
+        priority=Job.Priority.BACKGROUND,
     )
 
 

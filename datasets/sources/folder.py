@@ -9,16 +9,18 @@ followed to its file, a link to a directory is not followed (no cycles).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 
 from datasets.errors import FileRejected, InvalidImport
-from datasets.sources.files import copy_capped, removed_on_error
+from datasets.sources.files import CHUNK_SIZE, copy_capped, removed_on_error
 from datasets.sources.types import (
     ImportLimits,
     PlannedEntry,
@@ -176,7 +178,30 @@ def folder_fetch(
         return _folder_copy(folder, ref, dest_path, limits=limits)
 
 
-def _folder_copy(folder: str, ref: str, dest_path: Path, *, limits: ImportLimits) -> int:
+def folder_sha256(folder: str, ref: str, *, limits: ImportLimits | None = None) -> tuple[str, int]:
+    """Hash the file `ref` where it lies; return (sha256, size) without copying it.
+
+    The same checks as folder_fetch (allowed root, real path inside it, a regular file,
+    IMPORT_MAX_FILE_BYTES). A chunk hashes in place first so that content already
+    stored as an asset (a re-run of the same import) is never copied; what is new is
+    then fetched, and the copy hashed again, since the file may change in between.
+    """
+    limits = limits or ImportLimits.from_settings()
+    digest = hashlib.sha256()
+    size = 0
+    with _folder_open(folder, ref) as source:
+        while chunk := source.read(CHUNK_SIZE):
+            size += len(chunk)
+            if size > limits.max_file_bytes:
+                raise FileRejected(
+                    f"file is over the per-file limit of {format_bytes(limits.max_file_bytes)}"
+                )
+            digest.update(chunk)
+    return digest.hexdigest(), size
+
+
+@contextlib.contextmanager
+def _folder_open(folder: str, ref: str) -> Iterator[BinaryIO]:
     location = folder_resolve(folder)
     if os.path.isabs(ref) or "\x00" in ref:
         raise FileRejected("not a path relative to the folder's root")
@@ -193,5 +218,10 @@ def _folder_copy(folder: str, ref: str, dest_path: Path, *, limits: ImportLimits
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise FileRejected("not a regular file (device, FIFO or socket)")
         stack.pop_all()
-        with os.fdopen(fd, "rb") as source:
-            return copy_capped(source, dest_path, max_bytes=limits.max_file_bytes)
+    with os.fdopen(fd, "rb") as source:
+        yield source
+
+
+def _folder_copy(folder: str, ref: str, dest_path: Path, *, limits: ImportLimits) -> int:
+    with _folder_open(folder, ref) as source:
+        return copy_capped(source, dest_path, max_bytes=limits.max_file_bytes)
