@@ -82,6 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=2, help="worker processes (Celery --concurrency, 2)"
     )
     parser.add_argument(
+        "--pool",
+        choices=("prefork", "threads"),
+        default="prefork",
+        help="Celery worker pool: prefork (a process per job) or threads (one process)",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="keep the bench user, dataset, items, imports and jobs in the database",
@@ -105,7 +111,13 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def run(
-    *, out: IO[str], count: int, size_kb: int, workers: int, keep: bool = False
+    *,
+    out: IO[str],
+    count: int,
+    size_kb: int,
+    workers: int,
+    pool: str = "prefork",
+    keep: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark; raise CommandError when something it needs is missing or fails."""
     if count < 1 or size_kb < 1 or workers < 1:
@@ -126,22 +138,23 @@ def run(
         rss = _RssSampler()
         stack.enter_context(rss)
         queue = f"lvbench-{tag}"
-        pool = _WorkerPool(
+        worker_pool = _WorkerPool(
             hostname=f"lvbench-{tag}@localhost",
             queue=queue,
             concurrency=workers,
+            pool=pool,
             log_path=root / "worker.log",
             env=_worker_env(queue=queue, folder_root=root),
         )
         stack.callback(_forget_queue, queue)
-        stack.callback(pool.stop)
+        stack.callback(worker_pool.stop)
         # Registered before the user exists, so it runs after the workers have stopped.
         made: dict[str, Any] = {}
         if not keep:
             stack.callback(lambda: "user" in made and _forget(user=made["user"], log=log))
         log(f"starting {workers} worker process(es) on queue {queue}")
-        pool.start()
-        rss.watch(pool.pid)
+        worker_pool.start()
+        rss.watch(worker_pool.pid)
         stack.enter_context(override_settings(IMPORT_FOLDER_ROOTS=[str(root)]))
         stack.enter_context(_sending_to(queue))
 
@@ -153,19 +166,21 @@ def run(
         user = made["user"] = _bench_user(tag)
         dataset = dataset_create(created_by=user, name=f"bench ingest {tag}", kind="image")
         log("import 1 (all new)")
-        seconds, imp = _import(dataset=dataset, user=user, folder=folder, pool=pool, count=count)
+        seconds, imp = _import(
+            dataset=dataset, user=user, folder=folder, pool=worker_pool, count=count
+        )
         if imp.created != count:
             raise CommandError(_wrong_counts(imp, expected="created", count=count))
         log(f"import 1: {seconds:.1f} s; waiting for its thumbnail jobs")
-        thumbnails_seconds = _drain(user=user, pool=pool, count=count)
+        thumbnails_seconds = _drain(user=user, pool=worker_pool, count=count)
         log("import 2 (all unchanged)")
         reingest_seconds, imp = _import(
-            dataset=dataset, user=user, folder=folder, pool=pool, count=count
+            dataset=dataset, user=user, folder=folder, pool=worker_pool, count=count
         )
         if imp.unchanged != count:
             raise CommandError(_wrong_counts(imp, expected="unchanged", count=count))
         log(f"import 2: {reingest_seconds:.1f} s")
-        pool.stop()
+        worker_pool.stop()
         peak_rss, peak_pss = rss.peak_bytes, rss.peak_pss_bytes
 
     assets_per_s = count / seconds
@@ -182,6 +197,7 @@ def run(
         "reingest_seconds": round(reingest_seconds, 3),
         "size_kb": size_kb,
         "workers": workers,
+        "pool": pool,
         "streams": streams,
         "thumbnails_seconds": round(thumbnails_seconds, 3),
     }
@@ -429,6 +445,7 @@ class _WorkerPool:
     hostname: str
     queue: str
     concurrency: int
+    pool: str
     log_path: Path
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -443,7 +460,7 @@ class _WorkerPool:
             "worker",
             "--loglevel=INFO",
             f"--concurrency={self.concurrency}",
-            "--pool=prefork",
+            f"--pool={self.pool}",
             "-Q",
             self.queue,
             f"--hostname={self.hostname}",

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import io
 import warnings
 from collections.abc import Collection, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 from PIL import Image, UnidentifiedImageError
@@ -33,23 +35,35 @@ def _mb(n: int) -> str:
     return f"{n / 1_000_000:.1f} MB"
 
 
-def file_sha256(path: Path) -> str:
+# What is inspected and stored: a local file, or the bytes of a small one already read.
+Content = Path | bytes
+
+
+def _open(content: Content) -> BinaryIO:
+    return io.BytesIO(content) if isinstance(content, bytes) else open(content, "rb")  # noqa: SIM115
+
+
+def _size(content: Content) -> int:
+    return len(content) if isinstance(content, bytes) else content.stat().st_size
+
+
+def file_sha256(path: Content) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with _open(path) as fh:
         while chunk := fh.read(CHUNK_SIZE):
             digest.update(chunk)
     return digest.hexdigest()
 
 
 def _inspect_image(
-    path: Path, *, allowed_media_types: Collection[str], max_pixels: int
+    path: Content, *, allowed_media_types: Collection[str], max_pixels: int
 ) -> tuple[str, int, int]:
     """Return (media type, width, height) after EXIF orientation, or raise FileRejected."""
     with warnings.catch_warnings():
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse outright.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as image:
+            with _open(path) as fh, Image.open(fh) as image:
                 fmt = image.format or ""
                 media_type = Image.MIME.get(fmt.upper(), "")
                 if media_type not in allowed_media_types:
@@ -66,7 +80,7 @@ def _inspect_image(
                 image.verify()  # header and structure, without decoding
             # verify() leaves the image unusable: reopen for the full decode, which is what
             # catches truncated and corrupt pixel data.
-            with Image.open(path) as image:
+            with _open(path) as fh, Image.open(fh) as image:
                 image.load()
                 orientation = image.getexif().get(EXIF_ORIENTATION)
         except FileRejected:
@@ -82,12 +96,12 @@ def _inspect_image(
     return media_type, width, height
 
 
-def _inspect_text(path: Path) -> int:
+def _inspect_text(path: Content) -> int:
     """Return the number of characters of a UTF-8 text file, or raise FileRejected."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
     chars = 0
     offset = 0
-    with open(path, "rb") as fh:
+    with _open(path) as fh:
         while chunk := fh.read(CHUNK_SIZE):
             try:
                 text = decoder.decode(chunk)
@@ -108,13 +122,13 @@ def _inspect_text(path: Path) -> int:
     return chars
 
 
-def _first_char(path: Path) -> str:
-    with open(path, "rb") as fh:
+def _first_char(path: Content) -> str:
+    with _open(path) as fh:
         return fh.read(3).decode("utf-8", errors="ignore")[:1]
 
 
 def asset_inspect(
-    path: Path,
+    path: Content,
     *,
     kind: str,
     max_bytes: int | None = None,
@@ -122,7 +136,8 @@ def asset_inspect(
     max_pixels: int | None = None,
     sha256: str | None = None,
 ) -> AssetFacts:
-    """Establish a local file's hash, size, real media type and dimensions.
+    """Establish a local file's hash, size, real media type and dimensions (`path` may
+    also be the bytes of a small file already read).
 
     Reads the file (twice for images: hash, then a full decode) with bounded memory;
     a caller that already hashed it passes `sha256` to skip that pass.
@@ -130,7 +145,7 @@ def asset_inspect(
     a type not allowed, over the pixel limit, corrupt/truncated, or not UTF-8 text.
     """
     max_bytes = settings.IMPORT_MAX_FILE_BYTES if max_bytes is None else max_bytes
-    size = path.stat().st_size
+    size = _size(path)
     if size == 0:
         raise FileRejected("file is empty")
     if size > max_bytes:
@@ -161,7 +176,7 @@ def asset_inspect(
     raise ValueError(f"unknown dataset kind {kind!r}")
 
 
-def asset_blob_put(path: Path, facts: AssetFacts, *, known_missing: bool = False) -> None:
+def asset_blob_put(path: Content, facts: AssetFacts, *, known_missing: bool = False) -> None:
     """Store the file's bytes under its hash, verified against `facts` while they go up.
 
     `known_missing`: the caller found no Asset row for the hash, so the blob is almost
@@ -169,7 +184,7 @@ def asset_blob_put(path: Path, facts: AssetFacts, *, known_missing: bool = False
     exist gets the same bytes again. Raises storage errors (StorageUnavailable is
     transient: the job is retried).
     """
-    with open(path, "rb") as fh:
+    with _open(path) as fh:
         blob_put_stream(
             fh,
             content_type=facts.media_type,

@@ -21,11 +21,11 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -48,7 +48,13 @@ from datasets.services.items import MAX_EXTERNAL_ID_LENGTH, ItemRow, items_add
 from datasets.services.thumbnails import thumbnails_submit
 from datasets.sources.archive import ArchiveReader, archive_kind, archive_plan, magic_format
 from datasets.sources.files import MAGIC_BYTES
-from datasets.sources.folder import folder_fetch, folder_plan, folder_resolve, folder_sha256
+from datasets.sources.folder import (
+    folder_fetch,
+    folder_plan,
+    folder_read,
+    folder_resolve,
+    folder_sha256,
+)
 from datasets.sources.records import records_fetch, records_plan
 from datasets.sources.s3 import S3Source, s3_fetch, s3_plan
 from datasets.sources.types import ImportLimits, Rejection, SourceEntry, parse_split, parse_tags
@@ -60,12 +66,19 @@ from workers.services import job_submit
 from workers.types import JobContext
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Entries written per INSERT while planning.
 PLAN_BATCH = 1000
 # Entries whose outcome is written per transaction inside a chunk: a crash loses at most
 # this much finished work (it is redone, idempotently).
-COMMIT_EVERY = 50
+COMMIT_EVERY = 200
+# What a chunk reads of each pending entry.
+PENDING_FIELDS = ("pk", "seq", "name", "ref", "metadata", "tags", "split")
+# Server-folder files up to this size are read into memory to be inspected and
+# uploaded, instead of being copied to a temporary file first (a thread holds one).
+IN_MEMORY_MAX_BYTES = 1024 * 1024
 PLAN_HANDLER = "datasets.services.imports.import_plan_job"
 CHUNK_HANDLER = "datasets.services.imports.import_chunk_job"
 FINISH_HANDLER = "datasets.services.imports.import_finish_job"
@@ -361,7 +374,7 @@ def import_plan_job(ctx: JobContext) -> dict[str, Any]:
     ImportEntry.objects.filter(import_run=imp).delete()
     defaults = {"tags": imp.options.get("tags", []), "split": imp.options.get("split", "")}
     seq = rejected = 0
-    batch: list[ImportEntry] = []
+    batch: list[_EntryRow] = []
     try:
         with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp:
             for planned in planner(imp, Path(tmp)):
@@ -412,17 +425,32 @@ ENTRY_COLUMNS = (
 )
 
 
-def _entries_insert(entries: list[ImportEntry]) -> None:
+class _EntryRow(NamedTuple):
+    """A planned entry as inserted (ENTRY_COLUMNS): building model instances for a
+    100,000-file source would cost more than walking it."""
+
+    import_run_id: int
+    seq: int
+    name: str
+    ref: str
+    metadata: dict[str, Any]
+    tags: list[str]
+    split: str
+    status: str
+    reason: str
+
+
+def _entries_insert(rows: list[_EntryRow]) -> None:
     """Insert planned entries: with COPY on PostgreSQL, else one bulk INSERT.
 
     Planning is serial (one job walks the source), so its insert rate bounds how soon
     the chunks start: COPY takes a tenth of the time of bulk_create's INSERT, whose
     SQL Django builds value by value.
     """
-    if not entries:
+    if not rows:
         return
     if connection.vendor != "postgresql":
-        ImportEntry.objects.bulk_create(entries)
+        ImportEntry.objects.bulk_create([ImportEntry(**row._asdict()) for row in rows])
         return
     table = connection.ops.quote_name(ImportEntry._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(c) for c in ENTRY_COLUMNS)
@@ -430,44 +458,31 @@ def _entries_insert(entries: list[ImportEntry]) -> None:
         connection.cursor() as cursor,
         cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
     ):
-        for e in entries:
+        for row in rows:
             copy.write_row(
-                (
-                    e.import_run_id,
-                    e.seq,
-                    e.name,
-                    e.ref,
-                    json.dumps(e.metadata),
-                    json.dumps(e.tags),
-                    e.split,
-                    e.status,
-                    e.reason,
-                )
+                row._replace(metadata=json.dumps(row.metadata), tags=json.dumps(row.tags))
             )
 
 
 def _entry(
     imp: Import, seq: int, planned: SourceEntry | Rejection, defaults: dict[str, Any]
-) -> ImportEntry:
+) -> _EntryRow:
     name = planned.name[:MAX_EXTERNAL_ID_LENGTH]
     if isinstance(planned, Rejection):
-        return ImportEntry(
-            import_run=imp,
-            seq=seq,
-            name=name,
-            ref="",
-            status=ImportEntry.Status.REJECTED,
-            reason=planned.reason,
+        return _EntryRow(
+            imp.pk, seq, name, "", {}, [], "", ImportEntry.Status.REJECTED, planned.reason
         )
     tags = list(dict.fromkeys([*defaults["tags"], *(planned.tags or [])]))
-    return ImportEntry(
-        import_run=imp,
-        seq=seq,
-        name=name,
-        ref=planned.ref,
-        metadata=planned.metadata or {},
-        tags=tags,
-        split=planned.split or defaults["split"],
+    return _EntryRow(
+        imp.pk,
+        seq,
+        name,
+        planned.ref,
+        planned.metadata or {},
+        tags,
+        planned.split or defaults["split"],
+        ImportEntry.Status.PENDING,
+        "",
     )
 
 
@@ -478,12 +493,13 @@ def _entry(
 class _Fetched:
     """One pending entry on its way: its local copy, hash and what inspecting it found."""
 
-    entry: ImportEntry
+    entry: Any  # a row of PENDING_FIELDS (or an ImportEntry)
     path: Path
     sha256: str = ""
     size: int = 0
     media_type: str = ""
     reason: str = ""  # set when the entry is rejected
+    data: bytes | None = None  # a small server-folder file, read instead of copied
 
 
 class _Fetcher:
@@ -498,6 +514,11 @@ class _Fetcher:
         self.workdir = workdir
         self.limits = ImportLimits.from_settings()
         self.s3 = _s3_source(imp) if imp.source == Import.Source.S3 else None
+        # Resolved once per chunk (the roots of now): each file's own path is still
+        # resolved and checked against it.
+        self.folder = (
+            folder_resolve(imp.options["folder"]) if imp.source == Import.Source.FOLDER else None
+        )
 
     def fetch(self, entry: ImportEntry) -> _Fetched:
         """Hash the entry's bytes: in place for a server folder, else from a local copy.
@@ -507,10 +528,8 @@ class _Fetcher:
         """
         got = _Fetched(entry=entry, path=self.workdir / f"entry-{entry.seq}")
         try:
-            if self.imp.source == Import.Source.FOLDER and not entry.ref.startswith(STAGING_REF):
-                got.sha256, got.size = folder_sha256(
-                    self.imp.options["folder"], entry.ref, limits=self.limits
-                )
+            if self.folder is not None and not entry.ref.startswith(STAGING_REF):
+                got.sha256, got.size = folder_sha256(self.folder, entry.ref, limits=self.limits)
             else:
                 self._copy(entry.ref, got.path)
                 got.sha256 = file_sha256(got.path)
@@ -519,17 +538,22 @@ class _Fetcher:
             got.reason = str(exc)
         return got
 
-    def localize(self, got: _Fetched) -> None:
-        """Make sure new content has a local copy to inspect and upload (a file hashed in
-        place is copied now; a copy that no longer matches the hash is refused)."""
-        if got.path.exists():
-            return
+    def localize(self, got: _Fetched) -> Path | bytes:
+        """Return new content to inspect and upload: the local copy, or for a file hashed
+        in place its bytes (small files, read once) or a copy made now. What was read
+        again must still match the hash, else the entry is refused."""
+        if got.data is not None or got.path.exists():
+            return got.data if got.data is not None else got.path
         try:
-            self._copy(got.entry.ref, got.path)
-            if file_sha256(got.path) != got.sha256:
+            if self.folder is not None and got.size <= IN_MEMORY_MAX_BYTES:
+                got.data = folder_read(self.folder, got.entry.ref, max_bytes=IN_MEMORY_MAX_BYTES)
+            else:
+                self._copy(got.entry.ref, got.path)
+            if file_sha256(got.data if got.data is not None else got.path) != got.sha256:
                 got.reason = "the file changed while it was being imported: import it again"
         except FileRejected as exc:
             got.reason = str(exc)
+        return got.data if got.data is not None else got.path
 
     def _copy(self, ref: str, path: Path) -> None:
         imp, limits = self.imp, self.limits
@@ -541,8 +565,8 @@ class _Fetcher:
             records_fetch(ref, path, limits=limits)
         elif self.s3 is not None:
             s3_fetch(self.s3, ref, path, limits=limits)
-        elif imp.source == Import.Source.FOLDER:
-            folder_fetch(imp.options["folder"], ref, path, limits=limits)
+        elif self.folder is not None:
+            folder_fetch(self.folder, ref, path, limits=limits)
         else:
             raise FileRejected(f"unknown source reference {ref[:40]!r}")
 
@@ -553,15 +577,16 @@ def _inspect_and_put(got: _Fetched, *, kind: str, fetcher: _Fetcher) -> AssetFac
     Runs in the chunk's thread pool (no database). Returns the facts for the Asset row,
     or None with `got.reason` set when the file is refused.
     """
-    fetcher.localize(got)
+    content = fetcher.localize(got)
     if got.reason:
         return None
     try:
-        facts = asset_inspect(got.path, kind=kind, sha256=got.sha256)
+        facts = asset_inspect(content, kind=kind, sha256=got.sha256)
     except FileRejected as exc:
         got.reason = str(exc)
         return None
-    asset_blob_put(got.path, facts, known_missing=True)
+    asset_blob_put(content, facts, known_missing=True)
+    got.data = None  # not kept until the batch ends
     return facts
 
 
@@ -592,18 +617,30 @@ def _store_batch(
             got.size, got.media_type = stored
         else:
             new.setdefault(got.sha256, got)
-    facts = [
-        f
-        for f in pool.map(
-            functools.partial(_inspect_and_put, kind=kind, fetcher=fetcher), new.values()
-        )
-        if f is not None
-    ]
+    inspect_and_put = functools.partial(_inspect_and_put, kind=kind, fetcher=fetcher)
+    facts = [f for f in _in_parallel(pool, inspect_and_put, list(new.values())) if f is not None]
     assets_record(facts)
     for got in hashed:  # other files with a refused content are refused with it
         first = new.get(got.sha256)
         if first is not None and first is not got and first.reason:
             got.reason = f"same content as {first.entry.name!r}, refused: {first.reason}"
+
+
+def _in_parallel(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: list[T]) -> list[R]:
+    """`[fn(x) for x in items]`, the list cut into one slice per thread of `pool`.
+
+    One task per slice, not per item: a future per 20 kB file costs about as much as
+    hashing it. The first exception raised by `fn` propagates.
+    """
+    if not items:
+        return []
+    workers = max(1, min(settings.IMPORT_THREADS, len(items)))
+    step = -(-len(items) // workers)
+    slices = [items[i : i + step] for i in range(0, len(items), step)]
+    results: list[R] = []
+    for part in pool.map(lambda part: [fn(x) for x in part], slices):
+        results.extend(part)
+    return results
 
 
 def import_chunk_job(ctx: JobContext) -> dict[str, Any]:
@@ -618,12 +655,17 @@ def import_chunk_job(ctx: JobContext) -> dict[str, Any]:
     """
     params = ctx.params
     imp = Import.objects.select_related("dataset").get(pk=params["import_id"])
-    pending = ImportEntry.objects.filter(
-        import_run=imp,
-        status=ImportEntry.Status.PENDING,
-        seq__gte=params["seq_from"],
-        seq__lt=params["seq_to"],
-    ).order_by("seq")
+    # Plain rows, not model instances: a chunk reads hundreds.
+    pending = (
+        ImportEntry.objects.filter(
+            import_run=imp,
+            status=ImportEntry.Status.PENDING,
+            seq__gte=params["seq_from"],
+            seq__lt=params["seq_to"],
+        )
+        .order_by("seq")
+        .values_list(*PENDING_FIELDS, named=True)
+    )
     total = params["seq_to"] - params["seq_from"]
     todo = list(pending)
     done = total - len(todo)
@@ -636,7 +678,7 @@ def import_chunk_job(ctx: JobContext) -> dict[str, Any]:
         fetcher = _Fetcher(imp, Path(tmp))
         for start in range(0, len(todo), COMMIT_EVERY):
             batch = todo[start : start + COMMIT_EVERY]
-            fetched = list(pool.map(fetcher.fetch, batch))
+            fetched = _in_parallel(pool, fetcher.fetch, batch)
             try:
                 _store_batch(fetched, kind=kind, pool=pool, fetcher=fetcher)
                 _commit(imp, fetched)
@@ -716,30 +758,38 @@ class EntryResult(NamedTuple):
 
 
 def import_entries_set_outcomes(results: list[EntryResult]) -> None:
-    """Write each entry's outcome in one UPDATE ... FROM (VALUES ...) statement.
+    """Write each entry's outcome in one UPDATE joined to the list of outcomes.
 
     Django's bulk_update builds a CASE per column with a branch per row, which
-    PostgreSQL plans slowly (70 ms for 50 rows here); a join with a VALUES list is
-    one index lookup per row. Works on PostgreSQL and SQLite (3.33+).
+    PostgreSQL plans slowly (70 ms for 50 rows here). On PostgreSQL the outcomes go as
+    five arrays (unnest), so the statement text is the same whatever the batch size;
+    elsewhere (SQLite 3.33+) as a VALUES list.
     """
     if not results:
         return
     meta = ImportEntry._meta
     qn = connection.ops.quote_name
     columns = [meta.pk.column, "status", "reason", "item_id", "asset_id"]
-    row = "(CAST(%s AS bigint), %s, %s, CAST(%s AS bigint), %s)"
     table = qn(meta.db_table)
-    # Only quoted names from the model and placeholders go into the text; values are
-    # parameters.
     names = ", ".join(qn(c) for c in columns)
-    values = ", ".join([row] * len(results))
     assignments = ", ".join(f"{qn(c)} = v.{qn(c)}" for c in columns[1:])
     pk = qn(meta.pk.column)
-    sql = (
-        f"WITH v ({names}) AS (VALUES {values}) "  # noqa: S608
-        f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{pk} = v.{pk}"
-    )
-    params = [value for result in results for value in result]
+    # Only quoted names from the model and placeholders go into the text; values are
+    # parameters.
+    if connection.vendor == "postgresql":
+        source = (
+            f"unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::text[]) AS v ({names})"
+        )
+        params: list[Any] = [list(column) for column in zip(*results, strict=True)]
+        sql = f"UPDATE {table} SET {assignments} FROM {source} WHERE {table}.{pk} = v.{pk}"  # noqa: S608
+    else:
+        row = "(CAST(%s AS bigint), %s, %s, CAST(%s AS bigint), %s)"
+        values = ", ".join([row] * len(results))
+        params = [value for result in results for value in result]
+        sql = (
+            f"WITH v ({names}) AS (VALUES {values}) "  # noqa: S608
+            f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{pk} = v.{pk}"
+        )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 

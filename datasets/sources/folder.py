@@ -42,7 +42,11 @@ class FolderLocation:
     path: str
 
     def relative(self, real_path: str) -> str:
-        """`real_path` relative to the root, with "/" separators."""
+        """`real_path` (a normalised path inside the root) relative to the root, with "/"
+        separators."""
+        prefix = os.path.join(self.root, "")
+        if real_path.startswith(prefix):
+            return real_path[len(prefix) :].replace(os.sep, "/")
         return os.path.relpath(real_path, self.root).replace(os.sep, "/")
 
 
@@ -104,6 +108,7 @@ def folder_plan(folder: str, *, limits: ImportLimits | None = None) -> Iterator[
         except OSError as exc:
             return Rejection(shown or ".", f"cannot read the folder: {exc.strerror or exc}")
 
+    prefix = os.path.join(location.path, "")
     first = listing(location.path, "")
     if isinstance(first, Rejection):
         raise InvalidImport(f"folder {folder} cannot be read: {first.reason}", field="folder")
@@ -113,7 +118,8 @@ def folder_plan(folder: str, *, limits: ImportLimits | None = None) -> Iterator[
         if entry is None:
             stack.pop()
             continue
-        name = os.path.relpath(entry.path, location.path).replace(os.sep, "/")
+        # scandir paths start with the folder's own path: slicing is relpath, cheaply.
+        name = entry.path[len(prefix) :].replace(os.sep, "/")
         if is_os_junk(entry.name):
             continue
         result = _plan_dir_entry(entry, name, location, limits)
@@ -162,7 +168,7 @@ def _plan_dir_entry(
 
 
 def folder_fetch(
-    folder: str, ref: str, dest_path: Path, *, limits: ImportLimits | None = None
+    folder: str | FolderLocation, ref: str, dest_path: Path, *, limits: ImportLimits | None = None
 ) -> int:
     """Copy the file `ref` (relative to the allowed root of `folder`, as planned) to
     `dest_path`; return the bytes written.
@@ -171,14 +177,18 @@ def folder_fetch(
     path inside it (a link swapped since planning cannot lead out), a regular file (a
     FIFO is opened without blocking and refused). Stops past IMPORT_MAX_FILE_BYTES.
     Raises InvalidImport when the folder is no longer allowed; FileRejected otherwise,
-    and `dest_path` is then absent.
+    and `dest_path` is then absent. A caller fetching many files passes the folder
+    resolved once (folder_resolve) instead of its path: resolving means a realpath of
+    every root and of the folder, which would cost more than copying a small file.
     """
     limits = limits or ImportLimits.from_settings()
     with removed_on_error(dest_path):
         return _folder_copy(folder, ref, dest_path, limits=limits)
 
 
-def folder_sha256(folder: str, ref: str, *, limits: ImportLimits | None = None) -> tuple[str, int]:
+def folder_sha256(
+    folder: str | FolderLocation, ref: str, *, limits: ImportLimits | None = None
+) -> tuple[str, int]:
     """Hash the file `ref` where it lies; return (sha256, size) without copying it.
 
     The same checks as folder_fetch (allowed root, real path inside it, a regular file,
@@ -200,9 +210,22 @@ def folder_sha256(folder: str, ref: str, *, limits: ImportLimits | None = None) 
     return digest.hexdigest(), size
 
 
+def folder_read(folder: str | FolderLocation, ref: str, *, max_bytes: int) -> bytes:
+    """Return the bytes of the file `ref`, a small one: FileRejected past `max_bytes`.
+
+    The same checks as folder_fetch. For files small enough to hold in memory, reading
+    them once beats copying them to a temporary file and reading that back.
+    """
+    with _folder_open(folder, ref) as source:
+        data = source.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileRejected(f"file is over {format_bytes(max_bytes)}")
+    return data
+
+
 @contextlib.contextmanager
-def _folder_open(folder: str, ref: str) -> Iterator[BinaryIO]:
-    location = folder_resolve(folder)
+def _folder_open(folder: str | FolderLocation, ref: str) -> Iterator[BinaryIO]:
+    location = folder if isinstance(folder, FolderLocation) else folder_resolve(folder)
     if os.path.isabs(ref) or "\x00" in ref:
         raise FileRejected("not a path relative to the folder's root")
     real = os.path.realpath(os.path.join(location.root, ref))
@@ -222,6 +245,8 @@ def _folder_open(folder: str, ref: str) -> Iterator[BinaryIO]:
         yield source
 
 
-def _folder_copy(folder: str, ref: str, dest_path: Path, *, limits: ImportLimits) -> int:
+def _folder_copy(
+    folder: str | FolderLocation, ref: str, dest_path: Path, *, limits: ImportLimits
+) -> int:
     with _folder_open(folder, ref) as source:
         return copy_capped(source, dest_path, max_bytes=limits.max_file_bytes)

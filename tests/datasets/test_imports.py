@@ -406,3 +406,51 @@ def test_worker_killed_mid_import_resumes_and_imports_each_file_exactly_once(
     assert chunks.count() == 8 and not chunks.exclude(state="succeeded").exists()
     dataset.refresh_from_db()
     assert dataset.item_count == 40
+
+
+def test_a_folder_file_that_changes_between_hash_and_copy_is_refused(db, ops, settings, tmp_path):
+    """A chunk hashes server-folder files in place and copies only new content: a file
+    rewritten in between is refused rather than stored under the wrong hash."""
+    from datasets.services.imports import _Fetcher
+
+    root = tmp_path / "mounted"
+    root.mkdir()
+    (root / "a.png").write_bytes(PNG_RED)
+    settings.IMPORT_FOLDER_ROOTS = [str(root)]
+    dataset = Dataset.objects.create(name="changing", kind="image", created_by=ops)
+    imp = Import.objects.create(
+        dataset=dataset, source=Import.Source.FOLDER, options={"folder": str(root)}, created_by=ops
+    )
+    entry = ImportEntry(import_run=imp, seq=0, name="a.png", ref="a.png")
+    work = tmp_path / "work"
+    work.mkdir()
+    fetcher = _Fetcher(imp, work)
+
+    same = fetcher.fetch(entry)
+    assert not same.path.exists() and same.reason == ""  # hashed in place, not copied
+    assert fetcher.localize(same) == PNG_RED and same.reason == ""  # small: read once
+
+    changing = fetcher.fetch(ImportEntry(import_run=imp, seq=1, name="a.png", ref="a.png"))
+    (root / "a.png").write_bytes(PNG_BLUE)
+    fetcher.localize(changing)
+    assert changing.reason == "the file changed while it was being imported: import it again"
+
+
+def test_in_parallel_keeps_the_order_handles_empty_and_short_lists_and_raises(settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from datasets.services.imports import _in_parallel
+
+    settings.IMPORT_THREADS = 4
+    with ThreadPoolExecutor(4) as pool:
+        assert _in_parallel(pool, lambda x: x * 2, []) == []
+        assert _in_parallel(pool, lambda x: x * 2, [3]) == [6]
+        assert _in_parallel(pool, lambda x: -x, list(range(201))) == [-x for x in range(201)]
+
+        def boom(x: int) -> int:
+            if x == 7:
+                raise OSError("disk gone")
+            return x
+
+        with pytest.raises(OSError, match="disk gone"):
+            _in_parallel(pool, boom, list(range(10)))

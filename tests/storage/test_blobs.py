@@ -299,3 +299,18 @@ def test_a_failing_source_stream_is_not_blamed_on_the_store(s3_settings, seed):
 
     assert not services.blob_exists(sha)
     assert _no_multipart_uploads_left()
+
+
+def test_blob_put_stream_without_the_existence_check_needs_the_hash_and_rewrites_harmlessly():
+    data = b"known missing " + secrets.token_bytes(16)
+    sha = hashlib.sha256(data).hexdigest()
+    with pytest.raises(ValueError, match="needs the sha256"):
+        services.blob_put_stream(io.BytesIO(data), check_existing=False)
+    first = services.blob_put_stream(io.BytesIO(data), sha256=sha, check_existing=False)
+    again = services.blob_put_stream(io.BytesIO(data), sha256=sha, check_existing=False)
+    assert first.created and again.created  # sent twice: no HEAD asked whether it existed
+    with services.blob_open(sha) as fh:
+        assert fh.read() == data
+    # The bytes are still verified against the hash before anything is stored.
+    with pytest.raises(ContentMismatch):
+        services.blob_put_stream(io.BytesIO(b"other"), sha256=sha, check_existing=False)

@@ -84,6 +84,17 @@ def test_spawn_holds_the_children_until_the_handler_returns_then_the_parent_wait
     assert sent == [str(c.id) for c in children]
 
 
+def test_children_inherit_the_priority_of_their_parent(user, tmp_path, celery_redis_broker):
+    parent = job_submit(
+        kind="test.fan_out",
+        handler=f"{HERE}.fan_out",
+        params={"chunks": 2, "steps": 1},
+        priority=Job.Priority.BACKGROUND,
+    )
+    assert job_run(parent.id).outcome == "waiting"
+    assert [c.priority for c in _children(parent)] == [Job.Priority.BACKGROUND] * 2
+
+
 def test_children_are_written_in_batches_of_a_thousand(make_job):
     parent = make_job()
     attempt = 1

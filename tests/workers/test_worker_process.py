@@ -248,3 +248,30 @@ def test_fan_out_survives_a_killed_worker_each_chunk_and_the_parent_finish_once(
     app.send_task(JOB_RUN_TASK, args=[str(parent.id)])
     _wait_for_log(second, f"job {parent.id} not claimable")
     assert _on_done_calls(marker) == 1
+
+
+def test_background_jobs_wait_while_normal_jobs_are_queued_on_redis(
+    celery_redis_broker, celery_worker_factory, wait_for_job
+):
+    # Queued before any worker runs: the background jobs first, the normal ones after.
+    background = [
+        job_submit(
+            kind="test.add",
+            handler=f"{HERE}.add",
+            params={"a": n, "b": 0},
+            priority=Job.Priority.BACKGROUND,
+        )
+        for n in range(3)
+    ]
+    normal = [
+        job_submit(kind="test.add", handler=f"{HERE}.add", params={"a": n, "b": 1})
+        for n in range(3)
+    ]
+    celery_worker_factory(celery_redis_broker, env=FAST_JOBS_ENV)  # one process
+
+    finished = [wait_for_job(job.id) for job in background + normal]
+    assert all(job.state == Job.State.SUCCEEDED for job in finished)
+    first_background = min(job.started_at for job in finished[:3])
+    last_normal = max(job.started_at for job in finished[3:])
+    assert last_normal < first_background
+    assert {job.priority for job in finished[:3]} == {Job.Priority.BACKGROUND}

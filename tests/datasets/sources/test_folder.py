@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from datasets.errors import FileRejected, InvalidImport
-from datasets.sources.folder import folder_fetch, folder_plan
+from datasets.sources.folder import folder_fetch, folder_plan, folder_sha256
 from datasets.sources.types import ImportLimits, Rejection, SourceEntry
 
 
@@ -141,3 +142,19 @@ def test_fetch_limit(tree: Path, tmp_path: Path) -> None:
             limits=ImportLimits(max_file_bytes=1000),
         )
     assert not (tmp_path / "o").exists()
+
+
+def test_sha256_in_place_applies_the_same_checks_as_fetch(tree: Path, tmp_path: Path) -> None:
+    folder = str(tree / "set")
+    assert folder_sha256(folder, "set/sub/c.txt") == (hashlib.sha256(b"sea").hexdigest(), 3)
+    for ref, reason in [
+        ("../outside/secret.txt", "path leads outside the allowed folder"),
+        ("set/link-out.txt", "path leads outside the allowed folder"),
+        (str(tmp_path / "outside" / "secret.txt"), "not a path relative"),
+        ("set/pipe", "not a regular file"),
+        ("set/missing.txt", "cannot open the file"),
+    ]:
+        with pytest.raises(FileRejected, match=reason):
+            folder_sha256(folder, ref)
+    with pytest.raises(FileRejected, match="over the per-file limit"):
+        folder_sha256(folder, "set/big.bin", limits=ImportLimits(max_file_bytes=1000))
