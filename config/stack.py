@@ -372,7 +372,10 @@ class Stack:
         celery = [sys.executable, "-m", "celery", "-A", "config"]
         self.spawn(
             "worker",
-            [*celery, "worker", "--loglevel=INFO", "--concurrency=2"],
+            # Threads, not prefork: jobs wait on the network or run in C with the GIL
+            # released (hashing, Pillow, psycopg), and one process holds Django once
+            # (measured by bench ingest: same throughput, 270 MB instead of 470 MB).
+            [*celery, "worker", "--loglevel=INFO", "--pool=threads", "--concurrency=2"],
             term_leader_only=True,
         )
         self.spawn("beat", [*celery, "beat", "--loglevel=INFO"])

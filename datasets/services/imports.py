@@ -73,7 +73,7 @@ R = TypeVar("R")
 PLAN_BATCH = 1000
 # Entries whose outcome is written per transaction inside a chunk: a crash loses at most
 # this much finished work (it is redone, idempotently).
-COMMIT_EVERY = 200
+COMMIT_EVERY = 500
 # What a chunk reads of each pending entry.
 PENDING_FIELDS = ("pk", "seq", "name", "ref", "metadata", "tags", "split")
 # Server-folder files up to this size are read into memory to be inspected and

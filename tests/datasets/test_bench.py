@@ -61,6 +61,25 @@ def test_bench_ingest_prints_one_json_line_and_leaves_nothing(celery_embedded_br
     assert not Job.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_bench_urls_imports_from_its_own_server_and_times_the_pages(celery_embedded_broker) -> None:
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command(
+        "bench", "urls", "--count", "30", "--workers", "1", "--json", stdout=out, stderr=err
+    )
+
+    result = json.loads(out.getvalue())
+    assert (result["bench"], result["count"], result["created"]) == ("urls", 30, 30)
+    assert result["rejected"] == 0 and result["page_size"] == 30
+    for key in ("api_first_page_ms", "api_last_page_ms", "ui_first_page_ms", "ui_last_page_ms"):
+        assert result[key] > 0, key
+    assert result["urls_per_s"] == pytest.approx(30 / result["seconds"], rel=0.01)
+    assert "item list: API first/last" in err.getvalue()
+    assert not Dataset.objects.exists() and not Import.objects.exists()
+    assert not Job.objects.exists()
+
+
 def test_bench_unknown_name_lists_the_benchmarks() -> None:
-    with pytest.raises(CommandError, match="there are: ingest"):
+    with pytest.raises(CommandError, match="there are: ingest, urls"):
         call_command("bench", "nope")
