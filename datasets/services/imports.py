@@ -578,6 +578,7 @@ def _inspect_and_put(got: _Fetched, *, kind: str, fetcher: _Fetcher) -> AssetFac
     or None with `got.reason` set when the file is refused.
     """
     content = fetcher.localize(got)
+    got.data = None  # held by this call only, not until the batch ends
     if got.reason:
         return None
     try:
@@ -586,7 +587,6 @@ def _inspect_and_put(got: _Fetched, *, kind: str, fetcher: _Fetcher) -> AssetFac
         got.reason = str(exc)
         return None
     asset_blob_put(content, facts, known_missing=True)
-    got.data = None  # not kept until the batch ends
     return facts
 
 
