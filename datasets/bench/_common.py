@@ -47,9 +47,10 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pool",
-        choices=("prefork", "threads"),
-        default="threads",
-        help="Celery worker pool: threads (one process, as deployed) or prefork",
+        choices=("prefork", "threads", "solo"),
+        default="solo",
+        help="Celery worker pool: solo (--workers processes of one job each, as deployed), "
+        "threads (one process running --workers jobs) or prefork (a parent and children)",
     )
     parser.add_argument(
         "--keep",
@@ -103,7 +104,7 @@ def bench_user(tag: str) -> Any:
 
 
 def import_wait(
-    imp: Import, *, started: float, pool: WorkerPool, count: int
+    imp: Import, *, started: float, pool: WorkerSet, count: int
 ) -> tuple[float, Import]:
     """Wait until the import ends; return (seconds since `started`, the Import).
 
@@ -129,7 +130,7 @@ def import_wait(
     return elapsed, imp
 
 
-def drain(*, user: Any, pool: WorkerPool, count: int) -> float:
+def drain(*, user: Any, pool: WorkerSet, count: int) -> float:
     """Wait until every job of the bench user has finished (the thumbnail jobs the import
     spawned), so they do not run during the re-ingest; return how long that took."""
     started = time.monotonic()
@@ -306,6 +307,53 @@ class WorkerPool:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+@dataclass
+class WorkerSet:
+    """The bench's workers: one `celery worker` running `jobs` jobs at once (threads or
+    prefork), or `jobs` solo workers of one job each."""
+
+    members: list[WorkerPool]
+
+    @classmethod
+    def build(
+        cls, *, tag: str, queue: str, jobs: int, pool: str, root: Path, env: dict[str, str]
+    ) -> WorkerSet:
+        solo = pool == "solo"
+        return cls(
+            [
+                WorkerPool(
+                    hostname=f"lvbench-{tag}-{n}@localhost",
+                    queue=queue,
+                    concurrency=1 if solo else jobs,
+                    pool=pool,
+                    log_path=root / f"worker-{n}.log",
+                    env=env,
+                )
+                for n in range(jobs if solo else 1)
+            ]
+        )
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def check_alive(self) -> None:
+        for member in self.members:
+            member.check_alive()
+
+    @property
+    def pids(self) -> list[int]:
+        return [member.pid for member in self.members]
+
+    @property
+    def log_path(self) -> Path:
+        return self.members[0].log_path
 
 
 class RssSampler:

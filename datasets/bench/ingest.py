@@ -41,7 +41,7 @@ from PIL import Image
 from datasets.bench._common import (
     Log,
     RssSampler,
-    WorkerPool,
+    WorkerSet,
     add_worker_arguments,
     bench_user,
     check_services,
@@ -95,7 +95,7 @@ def run(
     count: int,
     size_kb: int,
     workers: int,
-    pool: str = "threads",
+    pool: str = "solo",
     keep: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark; raise CommandError when something it needs is missing or fails."""
@@ -117,12 +117,12 @@ def run(
         rss = RssSampler()
         stack.enter_context(rss)
         queue = f"lvbench-{tag}"
-        worker_pool = WorkerPool(
-            hostname=f"lvbench-{tag}@localhost",
+        worker_pool = WorkerSet.build(
+            tag=tag,
             queue=queue,
-            concurrency=workers,
+            jobs=workers,
             pool=pool,
-            log_path=root / "worker.log",
+            root=root,
             env=worker_env(queue=queue, extra={"IMPORT_FOLDER_ROOTS": str(root)}),
         )
         # Undone in reverse: workers stopped, then the rows and the queue removed.
@@ -133,14 +133,15 @@ def run(
         stack.callback(worker_pool.stop)
         log(f"starting {workers} worker process(es) on queue {queue}")
         worker_pool.start()
-        rss.watch(worker_pool.pid)
+        for pid in worker_pool.pids:
+            rss.watch(pid)
         stack.enter_context(override_settings(IMPORT_FOLDER_ROOTS=[str(root)]))
         stack.enter_context(sending_to(queue))
 
         # Each worker process uploads from IMPORT_THREADS threads: the floor gets as many
         # parallel streams as the real path has.
         streams = workers * settings.IMPORT_THREADS
-        floor_seconds = _floor(files, streams=streams, tag=tag, log=log)
+        floor_seconds = _floor(files, streams=streams, tag=tag, log=log, stack=stack)
 
         user = made["user"] = bench_user(tag)
         dataset = dataset_create(created_by=user, name=f"bench ingest {tag}", kind="image")
@@ -207,8 +208,15 @@ def _generate(folder: Path, *, count: int, size_kb: int) -> list[Path]:
 # --- floor ------------------------------------------------------------------------------
 
 
-def _floor(files: list[Path], *, streams: int, tag: str, log: Log) -> float:
-    """Time SHA-256 + one S3 PUT per file over `streams` threads; delete what was put."""
+def _floor(
+    files: list[Path], *, streams: int, tag: str, log: Log, stack: contextlib.ExitStack
+) -> float:
+    """Time SHA-256 + one S3 PUT per file over `streams` threads.
+
+    What was put is deleted when the bench ends, not now: deleting 20,000 objects
+    leaves the store work (index updates, garbage) that would slow the run measured
+    next.
+    """
     client = get_client()
     bucket = settings.S3_BUCKET
     scratch = f"bench-{tag}"
@@ -222,14 +230,12 @@ def _floor(files: list[Path], *, streams: int, tag: str, log: Log) -> float:
         )
 
     log(f"floor: SHA-256 + S3 PUT of {len(files)} files over {streams} stream(s)")
+    stack.callback(staging_delete, staging_prefix(scratch))
     started = time.monotonic()
-    try:
-        with ThreadPoolExecutor(max_workers=streams) as executor:
-            for _ in executor.map(put, enumerate(files)):
-                pass
-        elapsed = time.monotonic() - started
-    finally:
-        staging_delete(staging_prefix(scratch))
+    with ThreadPoolExecutor(max_workers=streams) as executor:
+        for _ in executor.map(put, enumerate(files)):
+            pass
+    elapsed = time.monotonic() - started
     log(f"floor: {elapsed:.1f} s, {len(files) / elapsed:.1f} files/s")
     return elapsed
 
@@ -238,7 +244,7 @@ def _floor(files: list[Path], *, streams: int, tag: str, log: Log) -> float:
 
 
 def _import(
-    *, dataset: Dataset, user: Any, folder: Path, pool: WorkerPool, count: int
+    *, dataset: Dataset, user: Any, folder: Path, pool: WorkerSet, count: int
 ) -> tuple[float, Import]:
     """Submit a folder import and wait until it ends; return (seconds, the Import)."""
     started = time.monotonic()

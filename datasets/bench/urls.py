@@ -43,7 +43,7 @@ from PIL import Image
 from datasets.bench._common import (
     Log,
     RssSampler,
-    WorkerPool,
+    WorkerSet,
     add_worker_arguments,
     bench_user,
     check_services,
@@ -93,7 +93,7 @@ def run(
     out: IO[str],
     count: int,
     workers: int,
-    pool: str = "threads",
+    pool: str = "solo",
     keep: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark; raise CommandError when something it needs is missing or fails."""
@@ -111,12 +111,12 @@ def run(
 
         rss = stack.enter_context(RssSampler())
         queue = f"lvbench-{tag}"
-        worker_pool = WorkerPool(
-            hostname=f"lvbench-{tag}@localhost",
+        worker_pool = WorkerSet.build(
+            tag=tag,
             queue=queue,
-            concurrency=workers,
+            jobs=workers,
             pool=pool,
-            log_path=root / "worker.log",
+            root=root,
             env=worker_env(queue=queue, extra={"IMPORT_URL_ALLOWED_NETWORKS": "127.0.0.1/32"}),
         )
         # Undone in reverse: jobs cancelled, workers stopped, then rows and queue removed.
@@ -128,7 +128,8 @@ def run(
         stack.callback(lambda: "user" in made and _cancel_jobs(made["user"]))
         log(f"starting {workers} worker process(es) ({pool}) on queue {queue}")
         worker_pool.start()
-        rss.watch(worker_pool.pid)
+        for pid in worker_pool.pids:
+            rss.watch(pid)
         stack.enter_context(sending_to(queue))
 
         user = made["user"] = bench_user(tag)
