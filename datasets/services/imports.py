@@ -497,7 +497,6 @@ class _Fetched:
     path: Path
     sha256: str = ""
     size: int = 0
-    media_type: str = ""
     reason: str = ""  # set when the entry is rejected
     data: bytes | None = None  # a small server-folder file, read instead of copied
 
@@ -614,7 +613,7 @@ def _store_batch(
     for got in hashed:
         stored = known.get(got.sha256)
         if stored is not None and (stored[1] == TEXT_MEDIA_TYPE) == is_text:
-            got.size, got.media_type = stored
+            got.size = stored[0]
         else:
             new.setdefault(got.sha256, got)
     inspect_and_put = functools.partial(_inspect_and_put, kind=kind, fetcher=fetcher)

@@ -7,25 +7,14 @@ import hashlib
 import pytest
 import requests
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.test import APIClient
 
 from datasets.models import Asset, Dataset, Import, Item, ItemTag
 from storage.services import blob_put_bytes
+from tests.datasets.conftest import api_for
 from tests.datasets.images import image_bytes
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def ops():
-    return UserFactory(roles=["ops"])
-
-
-def api_for(user) -> APIClient:
-    api = APIClient()
-    api.force_authenticate(user)
-    return api
 
 
 def make_items(dataset, n, *, split="", tag=None, meta=None):

@@ -26,11 +26,6 @@ SCHEMA = {
 }
 
 
-@pytest.fixture
-def ops():
-    return UserFactory(roles=["ops"])
-
-
 def test_ops_create_a_dataset_with_a_schema(ops):
     dataset = dataset_create(
         created_by=ops, name="  Street scenes ", kind="image", metadata_schema=SCHEMA

@@ -12,14 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.test import APIClient
 
 from datasets.models import Asset, Dataset, Import, ImportEntry, Item, ItemTag
 from storage.keys import staging_key
 from storage.services import blob_exists, object_exists
 from tests.conftest import celery_app_sending_to
+from tests.datasets.conftest import api_for
 from tests.datasets.images import image_bytes
-from tests.factories import UserFactory
 
 PNG_RED = image_bytes(30, 20, color=(200, 0, 0))
 PNG_BLUE = image_bytes(16, 16, color=(0, 0, 200))
@@ -36,17 +35,6 @@ def worker(celery_worker_factory, celery_embedded_broker):
     )
     with celery_app_sending_to(celery_embedded_broker):
         yield w
-
-
-@pytest.fixture
-def ops():
-    return UserFactory(roles=["ops"])
-
-
-def api_for(user) -> APIClient:
-    api = APIClient()
-    api.force_authenticate(user)
-    return api
 
 
 def upload(name: str, data: bytes) -> SimpleUploadedFile:

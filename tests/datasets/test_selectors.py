@@ -26,16 +26,6 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def ops():
-    return UserFactory(roles=["ops"])
-
-
-@pytest.fixture
-def owner():
-    return UserFactory(roles=["annotator"])
-
-
 def ids(page):
     return [item.pk for item in page.items]
 

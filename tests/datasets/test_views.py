@@ -14,20 +14,9 @@ from datasets.models import Asset, Dataset, Import
 from storage.services import blob_put_bytes
 from tests.datasets.builders import make_dataset, make_entries, make_import, make_items
 from tests.datasets.images import image_bytes
-from tests.factories import UserFactory
 from workers.models import Job
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def ops():
-    return UserFactory(roles=["ops"])
-
-
-@pytest.fixture
-def owner():
-    return UserFactory(roles=["annotator"])
 
 
 @pytest.fixture

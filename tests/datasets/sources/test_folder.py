@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from datasets.errors import FileRejected, InvalidImport
-from datasets.sources.folder import folder_fetch, folder_plan, folder_sha256
+from datasets.sources.folder import folder_fetch, folder_plan, folder_read, folder_sha256
 from datasets.sources.types import ImportLimits, Rejection, SourceEntry
 
 
@@ -158,3 +158,14 @@ def test_sha256_in_place_applies_the_same_checks_as_fetch(tree: Path, tmp_path: 
             folder_sha256(folder, ref)
     with pytest.raises(FileRejected, match="over the per-file limit"):
         folder_sha256(folder, "set/big.bin", limits=ImportLimits(max_file_bytes=1000))
+
+
+def test_read_returns_small_files_and_refuses_bigger_ones_and_escapes(
+    tree: Path, tmp_path: Path
+) -> None:
+    folder = str(tree / "set")
+    assert folder_read(folder, "set/sub/c.txt", max_bytes=3) == b"sea"
+    with pytest.raises(FileRejected, match="file is over"):
+        folder_read(folder, "set/big.bin", max_bytes=1000)
+    with pytest.raises(FileRejected, match="outside the allowed folder"):
+        folder_read(folder, "set/link-out.txt", max_bytes=1000)
