@@ -100,7 +100,6 @@ import contextlib  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -262,24 +261,11 @@ class CeleryWorkerProcess:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--loglevel=INFO",
-            "--concurrency=1",
-            "--pool=prefork",
-            "-Q",
-            self.broker.queue,
-            f"--hostname={self.hostname}",
-            # No broadcast chatter with other workers: faster start, no cross-talk.
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+        from workers.processes import worker_argv
+
+        return worker_argv(
+            queue=self.broker.queue, hostname=self.hostname, pool="prefork", concurrency=1
+        )
 
     def start(self, timeout: float = WORKER_READY_TIMEOUT_SECONDS) -> CeleryWorkerProcess:
         """Start the worker and wait for its "ready." log line."""

@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from storage.client import ping
 from storage.errors import StorageError
 from workers.celery_app import app
 from workers.models import Job
-from workers.processes import database_url
+from workers.processes import database_url, worker_argv
 
 # A worker (Django set-up, broker connection, pool fork) is ready in ~2-4 s here.
 WORKER_READY_TIMEOUT = 60.0
@@ -239,24 +238,9 @@ class WorkerPool:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--loglevel=INFO",
-            f"--concurrency={self.concurrency}",
-            f"--pool={self.pool}",
-            "-Q",
-            self.queue,
-            f"--hostname={self.hostname}",
-            # No broadcast chatter with other workers: faster start, no cross-talk.
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+        argv = worker_argv(
+            queue=self.queue, hostname=self.hostname, pool=self.pool, concurrency=self.concurrency
+        )
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 argv,
