@@ -224,3 +224,33 @@ class ImportEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.import_run_id}#{self.seq} {self.name}"
+
+
+class Label(models.Model):
+    """The resolved label of an item: what a version records for it.
+
+    Written only through datasets.services.labels.label_publish, by labelling (an
+    accepted or consensus annotation) or by an import of ground truth. `provenance`
+    says where it came from (annotation revision ids, reviewer, batch), so a version can
+    be traced back to the people and models that made its labels.
+    """
+
+    item = models.OneToOneField(
+        Item, on_delete=models.CASCADE, primary_key=True, related_name="label"
+    )
+    # Denormalised from item: a snapshot streams one dataset's labels in item order.
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    # A list of regions in labeling's documented result shape (pixels, character offsets).
+    value = models.JSONField()
+    # SHA-256 of the label schema revision the value was made under.
+    schema_hash = models.CharField(max_length=64)
+    # Who published it: "project:<id>", "import:<id>", ...
+    source = models.CharField(max_length=100)
+    provenance = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["dataset", "item"], name="label_dataset_item")]
+
+    def __str__(self) -> str:
+        return f"label of item {self.item_id}"

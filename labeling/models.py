@@ -1,1 +1,324 @@
-"""Labelling tables: projects, schemas, tasks, leases, annotations (built by the labelling issue)."""
+"""Labelling tables: projects and their label schema revisions, the task queue (tasks and
+leases), annotations (append-only revisions), drafts, skips and pre-annotations.
+
+Invariants live here as database constraints:
+- one Task per (project, item);
+- at most one unended Lease per (task, slot): two people can never hold the same slot
+  (a partial unique index; the queue also never hands out a slot whose lease is live);
+- one Annotation per (task, annotator) and per (task, slot): overlap N means N distinct
+  annotators;
+- a re-sent submit carries the same idempotency key and finds the revision it made.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class Project(models.Model):
+    """A labelling job on a dataset (or a slice of it) under one label schema."""
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    # Markdown, rendered with raw HTML escaped (labeling.markdown).
+    instructions = models.TextField(blank=True, default="")
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.PROTECT, related_name="+")
+    # The slice of the dataset that becomes tasks: {"split": "train", "tags": ["night"]}
+    # (empty: every item). Applied when tasks are created.
+    item_filter = models.JSONField(default=dict, blank=True)
+    # How many different annotators label each item.
+    overlap = models.PositiveSmallIntegerField(default=1)
+    # [{"tag": "night", "priority": 10}, {"split": "test", "priority": 5}]: a task gets
+    # the highest priority of the rules its item matches (0 when none); higher first.
+    priority_rules = models.JSONField(default=list, blank=True)
+    # The revision new annotations are made under (null only while being created).
+    schema_revision = models.ForeignKey(
+        "SchemaRevision", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # The job that creates the tasks of new items (labeling.services.projects).
+    tasks_job = models.ForeignKey(
+        "workers.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Running totals kept by the queue services: a dashboard must not count 1M rows.
+    task_count = models.PositiveBigIntegerField(default=0, db_default=0)
+    done_count = models.PositiveBigIntegerField(default=0, db_default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="ProjectMember", related_name="labeling_projects"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(name=""), name="project_name_not_empty"),
+            models.CheckConstraint(
+                condition=Q(overlap__gte=1) & Q(overlap__lte=20), name="project_overlap_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProjectMember(models.Model):
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator", "Annotator"
+        REVIEWER = "reviewer", "Reviewer"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="project_memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.ANNOTATOR)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="member_unique"),
+            models.CheckConstraint(
+                condition=Q(role__in=["annotator", "reviewer"]), name="member_role"
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "project"], name="member_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.role} of project {self.project_id}"
+
+
+class SchemaRevision(models.Model):
+    """One immutable version of a project's label schema (labeling.schema)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="schema_revisions")
+    number = models.PositiveIntegerField()
+    schema = models.JSONField()
+    # SHA-256 of the canonical JSON of `schema`: versions record it in their header.
+    schema_hash = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="schema_revision_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} r{self.number}"
+
+
+class Task(models.Model):
+    """One item of a project, with `project.overlap` slots for annotations."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"  # some slot still needs an annotation
+        DONE = "done", "Done"  # every slot has one
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    item = models.ForeignKey("datasets.Item", on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=4, choices=Status.choices, default=Status.OPEN)
+    priority = models.IntegerField(default=0)
+    # Slots still without an annotation: overlap minus annotations made.
+    remaining = models.PositiveSmallIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "item"], name="task_item_per_project"),
+            models.CheckConstraint(condition=Q(status__in=["open", "done"]), name="task_status"),
+            models.CheckConstraint(
+                condition=Q(status="done", remaining=0) | Q(status="open", remaining__gt=0),
+                name="task_status_matches_remaining",
+            ),
+        ]
+        indexes = [
+            # The queue: open tasks of a project, highest priority first, then oldest.
+            models.Index(
+                F("project"),
+                F("priority").desc(),
+                F("id"),
+                name="task_queue",
+                condition=Q(status="open"),
+            ),
+            models.Index(fields=["project", "id"], name="task_project_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.pk} ({self.status})"
+
+
+class Lease(models.Model):
+    """One annotator's hold on one slot of a task until `expires_at`.
+
+    Rows are kept after they end (submit, skip, release, expiry) as the queue's history:
+    the benchmark counts overlapping leases of a slot from them. A lease is live while
+    `ended_at` is null and `expires_at` is in the future; an expired lease is ended by
+    whoever takes its slot next.
+    """
+
+    class End(models.TextChoices):
+        SUBMITTED = "submitted", "Submitted"
+        SKIPPED = "skipped", "Skipped"
+        RELEASED = "released", "Released"
+        EXPIRED = "expired", "Expired"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="leases")
+    # Denormalised from task: the expiry sweep scans one project's live leases.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    slot = models.PositiveSmallIntegerField()
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=10, choices=End.choices, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "slot"],
+                condition=Q(ended_at__isnull=True),
+                name="lease_one_per_slot",
+            ),
+            models.CheckConstraint(condition=Q(expires_at__gt=F("leased_at")), name="lease_expiry"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["annotator", "project"],
+                condition=Q(ended_at__isnull=True),
+                name="lease_live_by_annotator",
+            ),
+            models.Index(
+                fields=["project", "expires_at"],
+                condition=Q(ended_at__isnull=True),
+                name="lease_unended_by_expiry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"lease {self.pk} on task {self.task_id} slot {self.slot}"
+
+
+class Annotation(models.Model):
+    """One annotator's work on one slot of a task; its content is its latest revision."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="annotations")
+    slot = models.PositiveSmallIntegerField()
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    # Denormalised for "my recent tasks" and the dashboard.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    revision_count = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "annotator"], name="annotation_per_annotator"),
+            models.UniqueConstraint(fields=["task", "slot"], name="annotation_per_slot"),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "project", "-updated_at"], name="annotation_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"annotation {self.pk} of task {self.task_id}"
+
+
+class AnnotationRevision(models.Model):
+    """What an annotation said at one moment: never changed, never deleted."""
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    # A list of regions in the shape documented in labeling.results.
+    result = models.JSONField()
+    schema_revision = models.ForeignKey(SchemaRevision, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    # Time the annotator spent on it, as reported by the client (milliseconds).
+    lead_time_ms = models.PositiveIntegerField(null=True, blank=True)
+    # A client-chosen key (a UUID per submit): the same key again returns this revision.
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001 (null: no key; "" would collide)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotation", "number"], name="revision_number"),
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="revision_idempotency_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"revision {self.number} of annotation {self.annotation_id}"
+
+
+class Draft(models.Model):
+    """Unsubmitted work of one annotator on one task, autosaved by the UI."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    result = models.JSONField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "annotator"], name="draft_per_annotator"),
+        ]
+
+    def __str__(self) -> str:
+        return f"draft of task {self.task_id} by {self.annotator_id}"
+
+
+class Skip(models.Model):
+    """An annotator passed on a task, with a reason; they are not offered it again."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="skips")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    reason = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "annotator"], name="skip_per_annotator"),
+        ]
+
+    def __str__(self) -> str:
+        return f"skip of task {self.task_id} by {self.annotator_id}"
+
+
+class Prediction(models.Model):
+    """A model's pre-annotation of an item, shown to annotators as a starting point and
+    never counted as an annotation."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="predictions")
+    item = models.ForeignKey("datasets.Item", on_delete=models.CASCADE, related_name="+")
+    model_name = models.CharField(max_length=200)
+    score = models.FloatField(null=True, blank=True)
+    result = models.JSONField()
+    schema_revision = models.ForeignKey(SchemaRevision, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "item", "model_name"], name="prediction_per_model"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} on item {self.item_id}"
