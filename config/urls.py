@@ -12,6 +12,7 @@ api_v1 = [
     path("me", views.MeView.as_view(), name="api-me"),
     path("", include("workers.api_urls")),
     path("", include("datasets.api_urls")),
+    path("", include("labeling.api_urls")),
 ]
 
 urlpatterns = [
@@ -21,6 +22,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("jobs/", include("workers.urls")),
     path("datasets/", include("datasets.urls")),
+    path("projects/", include("labeling.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
