@@ -7,15 +7,8 @@ A module provides:
 - `run(*, out, **options) -> dict`: run the benchmark and return the result, whose
   "bench" key names it; `out` takes progress lines for a person (stderr);
 - `summary(result) -> str`: the result as a person reads it.
-Benchmarks never run in the test suite; only a smoke test of the command does, with
-tiny sizes.
+Modules starting with `_` are helpers. The dispatcher (config/management/commands/
+bench.py) finds the modules of this package and of labeling.bench; names are unique
+across both. Benchmarks never run in the test suite; only a smoke test of the command
+does, with tiny sizes.
 """
-
-from __future__ import annotations
-
-import pkgutil
-
-
-def bench_names() -> list[str]:
-    """Return the names of the benchmarks in this package, sorted."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
