@@ -167,6 +167,10 @@ NODE_MODULES = BASE_DIR / "node_modules"
 # ship, under vendor/<package>/, without a bundler.
 STATICFILES_DIRS = [
     ("vendor/htmx", NODE_MODULES / "htmx.org" / "dist"),
+    # Image regions (boxes, polygons): UMD build, global `Annotorious`.
+    ("vendor/annotorious", NODE_MODULES / "@annotorious" / "annotorious" / "dist"),
+    # Text spans: UMD build, global `RecogitoJS`.
+    ("vendor/text-annotator", NODE_MODULES / "@recogito" / "text-annotator" / "dist"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
