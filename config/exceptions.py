@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from datasets.errors import DatasetError
+from labeling.errors import LabelingError, LeaseLost, NotAllowed
 from storage.errors import ContentMismatch, ObjectNotFound, StorageUnavailable
 
 # Domain exception class -> (HTTP status, default error code). Subclasses inherit.
@@ -27,6 +28,11 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (ContentMismatch, 400, "content_mismatch"),
     # Every datasets error is about the request (InvalidImport, InvalidDataset, ...).
     (DatasetError, 400, "invalid"),
+    # The lease ended and its slot may be someone else's now: a conflict, not bad input.
+    (LeaseLost, 409, "lease_lost"),
+    (NotAllowed, 403, "forbidden"),
+    # Every other labeling error is about the request (InvalidSchema, InvalidAnnotation...).
+    (LabelingError, 400, "invalid"),
 ]
 
 
@@ -78,10 +84,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """DRF EXCEPTION_HANDLER: shape every error; unknown exceptions stay 500s."""
     for exc_class, status, code in DOMAIN_ERRORS:
         if isinstance(exc, exc_class):
+            body = error_body(
+                getattr(exc, "code", None) or code, str(exc), getattr(exc, "field", None)
+            )
+            if getattr(exc, "errors", None):
+                body["errors"] = exc.errors  # every problem found, each with its field
             return Response(
-                error_body(
-                    getattr(exc, "code", None) or code, str(exc), getattr(exc, "field", None)
-                ),
+                body,
                 status=status,
                 headers={"Retry-After": "5"} if status == 503 else None,
             )

@@ -290,6 +290,12 @@ IMPORT_CHUNK_SIZE = env.int("IMPORT_CHUNK_SIZE", default=500)
 # worker process busy while each file waits for its PUT.
 IMPORT_THREADS = env.int("IMPORT_THREADS", default=4)
 
+# --- Labelling -------------------------------------------------------------------------
+
+# How long a task slot stays an annotator's without a heartbeat (the page renews it every
+# fifth of this). A closed tab holds its slot this long at most.
+LABELING_LEASE_SECONDS = env.int("LABELING_LEASE_SECONDS", default=300)
+
 # --- Celery -----------------------------------------------------------------------------
 
 CELERY_BROKER_URL = env.str(

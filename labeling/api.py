@@ -1,0 +1,508 @@
+"""REST API for projects, the task queue, annotations, drafts and predictions: parse,
+check membership, call a service or selector, shape the answer. Errors are raised as
+domain/DRF exceptions and shaped by config.exceptions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from datasets.models import Dataset
+from datasets.selectors import dataset_get_for_user
+from labeling import selectors
+from labeling.models import Annotation, Lease, Prediction, Project, ProjectMember, Task
+from labeling.services import annotations, predictions, projects, queue
+from storage.keys import blob_key
+from storage.services import presign_get
+
+# --- shapes -----------------------------------------------------------------------------
+
+
+class MemberOutput(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = ProjectMember
+        fields = ["username", "role"]
+
+
+class ProjectOutput(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username")
+    label_schema = serializers.JSONField(source="schema_revision.schema")
+    schema_revision = serializers.IntegerField(source="schema_revision.number")
+    schema_hash = serializers.CharField(source="schema_revision.schema_hash")
+    tasks_job = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "description",
+            "instructions",
+            "dataset",
+            "item_filter",
+            "overlap",
+            "priority_rules",
+            "label_schema",
+            "schema_revision",
+            "schema_hash",
+            "task_count",
+            "done_count",
+            "tasks_job",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_tasks_job(self, project: Project) -> dict[str, Any] | None:
+        if project.tasks_job_id is None:
+            return None
+        return {
+            "id": str(project.tasks_job_id),
+            "url": reverse("api-job-detail", kwargs={"job_id": project.tasks_job_id}),
+        }
+
+
+class ProjectDetailOutput(ProjectOutput):
+    members = MemberOutput(source="memberships", many=True)
+
+    class Meta(ProjectOutput.Meta):
+        fields = [*ProjectOutput.Meta.fields, "members"]
+
+
+class LeaseOutput(serializers.ModelSerializer):
+    heartbeat_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Lease
+        fields = ["id", "task", "slot", "expires_at", "heartbeat_seconds"]
+
+    def get_heartbeat_seconds(self, lease: Lease) -> int:
+        return queue.heartbeat_seconds()
+
+
+def _revision_shape(revision: Any, *, with_result: bool = True) -> dict[str, Any]:
+    shape = {
+        "id": revision.pk,
+        "number": revision.number,
+        "created_at": revision.created_at,
+        "created_by": revision.created_by.get_username(),
+        "lead_time_ms": revision.lead_time_ms,
+        "schema_revision": revision.schema_revision.number,
+    }
+    if with_result:
+        shape["result"] = revision.result
+    return shape
+
+
+def task_shape(task: Task, *, user: Any) -> dict[str, Any]:
+    """Everything the annotator's page needs for one task, in a handful of queries."""
+    project = task.project
+    item = task.item
+    asset = item.asset
+    text = annotations.task_text(task) if asset.media_type.startswith("text/") else None
+    draft = annotations.draft_get(task=task, annotator=user)
+    mine = (
+        Annotation.objects.filter(task=task, annotator=user).prefetch_related(
+            "revisions__created_by", "revisions__schema_revision"
+        )
+    ).first()
+    latest = max(mine.revisions.all(), key=lambda r: r.number) if mine else None
+    progress = selectors.project_progress(project=project, annotator=user)
+    return {
+        "id": task.pk,
+        "project": project.pk,
+        "status": task.status,
+        "item": {
+            "id": item.pk,
+            "external_id": item.external_id,
+            "media_type": asset.media_type,
+            "width": asset.width,
+            "height": asset.height,
+            "char_count": asset.char_count,
+            "url": presign_get(blob_key(asset.sha256)),
+            "text": text,
+        },
+        "schema_revision": {
+            "id": project.schema_revision.pk,
+            "number": project.schema_revision.number,
+            "schema": project.schema_revision.schema,
+        },
+        "draft": draft.result if draft else None,
+        "predictions": [
+            {"model_name": p.model_name, "score": p.score, "result": p.result}
+            for p in Prediction.objects.filter(project=project, item=item).order_by(
+                "-score", "model_name"
+            )
+        ],
+        "annotation": (
+            {"id": mine.pk, "slot": mine.slot, "revision": _revision_shape(latest)}
+            if mine and latest
+            else None
+        ),
+        "progress": {"done_today": progress.done_today, "remaining": progress.remaining},
+    }
+
+
+# --- access -----------------------------------------------------------------------------
+
+
+def _project_or_404(request: Request, project_id: int) -> Project:
+    try:
+        return selectors.project_get_for_user(user=request.user, project_id=project_id)
+    except Project.DoesNotExist:
+        raise Http404(f"No project {project_id}.") from None
+
+
+def _require_annotator(request: Request, project: Project) -> None:
+    if selectors.member_role(user=request.user, project=project) is None:
+        raise PermissionDenied(
+            f"You are not a member of project {project.pk}; ask its owner to add you."
+        )
+
+
+def _task_or_404(request: Request, task_id: int) -> Task:
+    """The task if the user may see it: ops/admins any, members of its project theirs."""
+    try:
+        task = selectors.task_get(task_id=task_id)
+    except Task.DoesNotExist:
+        raise Http404(f"No task {task_id}.") from None
+    user = request.user
+    if not selectors.user_manages_projects(user) and (
+        selectors.member_role(user=user, project=task.project) is None
+    ):
+        raise Http404(f"No task {task_id}.")
+    return task
+
+
+class ProjectPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+
+
+# --- projects ---------------------------------------------------------------------------
+
+
+class MemberInput(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=ProjectMember.Role.choices, default="annotator")
+
+
+class ProjectListApi(APIView):
+    """The projects you can see (newest first), or create one (ops and admins)."""
+
+    class CreateInput(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        dataset = serializers.IntegerField()
+        label_schema = serializers.JSONField()
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        instructions = serializers.CharField(required=False, allow_blank=True, default="")
+        overlap = serializers.IntegerField(required=False, default=1)
+        item_filter = serializers.JSONField(required=False, default=None)
+        priority_rules = serializers.JSONField(required=False, default=None)
+        members = MemberInput(many=True, required=False, default=list)
+
+    @extend_schema(responses={200: ProjectOutput(many=True)})
+    def get(self, request: Request) -> Response:
+        paginator = ProjectPagination()
+        rows = selectors.project_visible_to(request.user).select_related(
+            "created_by", "schema_revision"
+        )
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(ProjectOutput(page, many=True).data)
+
+    @extend_schema(request=CreateInput, responses={201: ProjectDetailOutput})
+    def post(self, request: Request) -> Response:
+        if not selectors.user_manages_projects(request.user):
+            raise PermissionDenied("Only ops and admins create projects.")
+        data = self.CreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        try:
+            dataset = dataset_get_for_user(user=request.user, dataset_id=fields.pop("dataset"))
+        except Dataset.DoesNotExist:
+            raise serializers.ValidationError(
+                {"dataset": [f"No dataset {data.validated_data['dataset']}."]}
+            ) from None
+        project = projects.project_create(created_by=request.user, dataset=dataset, **fields)
+        project = selectors.project_get_for_user(user=request.user, project_id=project.pk)
+        return Response(ProjectDetailOutput(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    """One project; PATCH changes it (ops and admins). A changed label_schema becomes a
+    new schema revision once annotations exist under the current one."""
+
+    class UpdateInput(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False)
+        description = serializers.CharField(required=False, allow_blank=True)
+        instructions = serializers.CharField(required=False, allow_blank=True)
+        label_schema = serializers.JSONField(required=False)
+        overlap = serializers.IntegerField(required=False)
+        priority_rules = serializers.JSONField(required=False)
+        members = MemberInput(many=True, required=False)
+
+    @extend_schema(responses={200: ProjectDetailOutput})
+    def get(self, request: Request, project_id: int) -> Response:
+        project = _project_or_404(request, project_id)
+        return Response(ProjectDetailOutput(project).data)
+
+    @extend_schema(request=UpdateInput, responses={200: ProjectDetailOutput})
+    def patch(self, request: Request, project_id: int) -> Response:
+        project = _project_or_404(request, project_id)
+        data = self.UpdateInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        projects.project_update(project=project, by=request.user, **data.validated_data)
+        project = selectors.project_get_for_user(user=request.user, project_id=project_id)
+        return Response(ProjectDetailOutput(project).data)
+
+
+# --- the queue --------------------------------------------------------------------------
+
+
+class NextTaskApi(APIView):
+    """Lease the next task slot for you (200), or 204 when nothing is left for you.
+
+    Asking again while you hold a lease in this project returns that lease, renewed."""
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "LeasedTask",
+                {"lease": LeaseOutput(), "task": serializers.JSONField()},
+            ),
+            204: None,
+        },
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = _project_or_404(request, project_id)
+        _require_annotator(request, project)
+        grant = queue.task_lease_next(project=project, annotator=request.user)
+        if grant is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        task = selectors.task_get(task_id=grant.task.pk)
+        return Response(
+            {"lease": LeaseOutput(grant.lease).data, "task": task_shape(task, user=request.user)}
+        )
+
+
+class LeaseApi(APIView):
+    """PATCH renews your lease (the page's heartbeat); DELETE gives it back."""
+
+    def _lease_id(self, request: Request, lease_id: int) -> int:
+        if not Lease.objects.filter(pk=lease_id, annotator=request.user).exists():
+            raise Http404(f"No lease {lease_id} of yours.")
+        return lease_id
+
+    @extend_schema(request=None, responses={200: LeaseOutput})
+    def patch(self, request: Request, lease_id: int) -> Response:
+        lease = queue.lease_heartbeat(
+            lease_id=self._lease_id(request, lease_id), annotator=request.user
+        )
+        return Response(LeaseOutput(lease).data)
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, lease_id: int) -> Response:
+        queue.lease_release(lease_id=self._lease_id(request, lease_id), annotator=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TaskDetailApi(APIView):
+    """A task as its annotator's page shows it. Annotators see tasks they hold a lease on
+    or annotated; ops and admins any."""
+
+    @extend_schema(responses={200: serializers.JSONField()})
+    def get(self, request: Request, task_id: int) -> Response:
+        task = _task_or_404(request, task_id)
+        user = request.user
+        if not selectors.user_manages_projects(user):
+            holds = Lease.objects.filter(task=task, annotator=user, ended_at__isnull=True).exists()
+            if not holds and not Annotation.objects.filter(task=task, annotator=user).exists():
+                raise Http404(f"No task {task_id} of yours.")
+        return Response(task_shape(task, user=user))
+
+
+class SkipApi(APIView):
+    class Input(serializers.Serializer):
+        reason = serializers.CharField(max_length=500)
+        lease = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+    @extend_schema(request=Input, responses={200: None})
+    def post(self, request: Request, task_id: int) -> Response:
+        task = _task_or_404(request, task_id)
+        _require_annotator(request, task.project)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        skip = queue.task_skip(
+            task=task,
+            annotator=request.user,
+            reason=data.validated_data["reason"],
+            lease_id=data.validated_data["lease"],
+        )
+        return Response({"task": task.pk, "reason": skip.reason, "created_at": skip.created_at})
+
+
+class AnnotationListApi(APIView):
+    """GET: the task's annotations with every revision (yours; ops and reviewers all).
+    POST: submit your result (a new annotation with the lease from /next, or a new
+    revision of yours). Send an `idempotency_key` (or Idempotency-Key header) to make a
+    re-sent submit a no-op."""
+
+    class SubmitInput(serializers.Serializer):
+        result = serializers.JSONField()
+        lease = serializers.IntegerField(required=False, allow_null=True, default=None)
+        lead_time_ms = serializers.JSONField(required=False, default=None)
+        idempotency_key = serializers.CharField(
+            required=False, allow_null=True, allow_blank=True, default=None
+        )
+
+    @extend_schema(responses={200: serializers.JSONField()})
+    def get(self, request: Request, task_id: int) -> Response:
+        task = _task_or_404(request, task_id)
+        rows = Annotation.objects.filter(task=task).select_related("annotator")
+        user = request.user
+        sees_all = selectors.user_manages_projects(user) or (
+            selectors.member_role(user=user, project=task.project) == ProjectMember.Role.REVIEWER
+        )
+        if not sees_all:
+            rows = rows.filter(annotator=user)
+        rows = rows.prefetch_related("revisions__created_by", "revisions__schema_revision")
+        return Response(
+            {
+                "task": task.pk,
+                "annotations": [
+                    {
+                        "id": a.pk,
+                        "slot": a.slot,
+                        "annotator": a.annotator.get_username(),
+                        "created_at": a.created_at,
+                        "updated_at": a.updated_at,
+                        "revisions": [
+                            _revision_shape(r)
+                            for r in sorted(a.revisions.all(), key=lambda r: r.number)
+                        ],
+                    }
+                    for a in rows.order_by("slot")
+                ],
+            }
+        )
+
+    @extend_schema(request=SubmitInput, responses={201: serializers.JSONField()})
+    def post(self, request: Request, task_id: int) -> Response:
+        task = _task_or_404(request, task_id)
+        _require_annotator(request, task.project)
+        data = self.SubmitInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        outcome = annotations.annotation_submit(
+            task=task,
+            annotator=request.user,
+            result=values["result"],
+            lease_id=values["lease"],
+            lead_time_ms=values["lead_time_ms"],
+            idempotency_key=values["idempotency_key"] or request.headers.get("Idempotency-Key"),
+        )
+        revision = outcome.revision
+        body = {
+            "annotation": {
+                "id": outcome.annotation.pk,
+                "task": task.pk,
+                "slot": outcome.annotation.slot,
+                "revision": {
+                    "id": revision.pk,
+                    "number": revision.number,
+                    "created_at": revision.created_at,
+                },
+            },
+            "task_status": outcome.task_status,
+        }
+        return Response(body, status=status.HTTP_201_CREATED if outcome.created else 200)
+
+
+class DraftApi(APIView):
+    """Your unsubmitted work on a task: GET it back, PUT to autosave."""
+
+    class Input(serializers.Serializer):
+        result = serializers.JSONField()
+
+    @extend_schema(responses={200: serializers.JSONField()})
+    def get(self, request: Request, task_id: int) -> Response:
+        task = _task_or_404(request, task_id)
+        draft = annotations.draft_get(task=task, annotator=request.user)
+        if draft is None:
+            raise Http404(f"No draft of yours on task {task_id}.")
+        return Response({"task": task.pk, "result": draft.result, "updated_at": draft.updated_at})
+
+    @extend_schema(request=Input, responses={204: None})
+    def put(self, request: Request, task_id: int) -> Response:
+        task = _task_or_404(request, task_id)
+        _require_annotator(request, task.project)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        annotations.draft_save(
+            task=task, annotator=request.user, result=data.validated_data["result"]
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class HistoryApi(APIView):
+    """Your annotations in the project, most recently changed first ("go back").
+    `?before=<updated_at of the last row>` pages on."""
+
+    @extend_schema(responses={200: serializers.JSONField()})
+    def get(self, request: Request, project_id: int) -> Response:
+        project = _project_or_404(request, project_id)
+        before = request.query_params.get("before")
+        parsed = None
+        if before:
+            parsed = parse_datetime(before)
+            if parsed is None:
+                raise serializers.ValidationError({"before": ["Not a date-time."]})
+        rows = selectors.annotator_history(project=project, annotator=request.user, before=parsed)
+        results = [
+            {
+                "task": a.task_id,
+                "annotation": a.pk,
+                "item_external_id": a.task.item.external_id,
+                "updated_at": a.updated_at,
+                "revision_count": a.revision_count,
+            }
+            for a in rows
+        ]
+        return Response(
+            {"results": results, "next_before": results[-1]["updated_at"] if results else None}
+        )
+
+
+class PredictionImportApi(APIView):
+    """Import pre-annotations (ops and admins): all rows valid or nothing stored."""
+
+    class Input(serializers.Serializer):
+        predictions = serializers.JSONField()
+
+    @extend_schema(request=Input, responses={201: serializers.JSONField()})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = _project_or_404(request, project_id)
+        if not selectors.user_manages_projects(request.user):
+            raise PermissionDenied("Only ops and admins import predictions.")
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcome = predictions.predictions_import(
+            project=project, rows=data.validated_data["predictions"]
+        )
+        return Response(
+            {"created": outcome.created, "updated": outcome.updated},
+            status=status.HTTP_201_CREATED,
+        )

@@ -1,0 +1,317 @@
+"""Submit annotations (append-only revisions), keep drafts, and publish the resolved
+label of a finished task into datasets.
+
+Guarantees:
+- a submit is validated against the project's current schema revision before anything
+  is stored (labeling.results), and stored in one transaction with the end of its lease,
+  the task's counters and, when the task is finished, its published label;
+- a re-sent submit (same idempotency key from the same user) stores nothing and returns
+  the revision the first one made;
+- editing an annotation adds a revision; earlier revisions are never changed;
+- a submit whose lease was lost (expired and taken by someone else) is refused with
+  LeaseLost, and its result kept as the annotator's draft, so no work is lost.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from datasets.services.labels import label_publish
+from datasets.services.thumbnails import text_read_head
+from labeling.errors import InvalidAnnotation, LeaseLost
+from labeling.models import (
+    Annotation,
+    AnnotationRevision,
+    Draft,
+    Lease,
+    Project,
+    SchemaRevision,
+    Task,
+)
+from labeling.results import result_validate
+from labeling.schema import schema_media_kind
+
+IDEMPOTENCY_KEY_MAX = 100
+# A draft is work in progress of one task: a few hundred regions at most, but a
+# runaway client must not fill the database.
+DRAFT_MAX_BYTES = 2 * 1024 * 1024
+LEAD_TIME_MAX_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    annotation: Annotation
+    revision: AnnotationRevision
+    created: bool  # False: the idempotency key named an earlier submit, nothing stored
+    task_status: str
+
+
+def task_text(task: Task) -> str | None:
+    """The text of a text item (for span offsets), None for other media. Raises
+    InvalidAnnotation when the text is too long to label with spans."""
+    from labeling.selectors import TEXT_MAX_BYTES
+
+    asset = task.item.asset
+    if not asset.media_type.startswith("text/"):
+        return None
+    head = text_read_head(asset.sha256, max_bytes=TEXT_MAX_BYTES)
+    if head.truncated:
+        raise InvalidAnnotation(
+            f"The text of item {task.item.external_id!r} is over {TEXT_MAX_BYTES // 1024} KiB; "
+            "spans cannot be labelled on it.",
+            field="result",
+        )
+    return head.text
+
+
+def result_check(*, task: Task, schema_revision: SchemaRevision, result: Any) -> list[dict]:
+    """Validate a result for the task's item under the schema revision; return it
+    normalised. Raises InvalidAnnotation naming every bad region."""
+    schema = schema_revision.schema
+    asset = task.item.asset
+    text = task_text(task) if schema_media_kind(schema) == "text" else None
+    return result_validate(result, schema=schema, width=asset.width, height=asset.height, text=text)
+
+
+def _clean_key(key: Any) -> str | None:
+    if key in (None, ""):
+        return None
+    if not isinstance(key, str) or len(key) > IDEMPOTENCY_KEY_MAX:
+        raise InvalidAnnotation(
+            f"idempotency_key must be a string of at most {IDEMPOTENCY_KEY_MAX} characters "
+            "(a UUID per submit).",
+            field="idempotency_key",
+        )
+    return key
+
+
+def _clean_lead_time(value: Any) -> int | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= LEAD_TIME_MAX_MS
+    ):
+        raise InvalidAnnotation(
+            f"lead_time_ms must be a number of milliseconds from 0 to {LEAD_TIME_MAX_MS}.",
+            field="lead_time_ms",
+        )
+    return int(value)
+
+
+def _earlier(annotator: Any, key: str | None) -> SubmitOutcome | None:
+    if key is None:
+        return None
+    revision = (
+        AnnotationRevision.objects.select_related("annotation__task")
+        .filter(created_by=annotator, idempotency_key=key)
+        .first()
+    )
+    if revision is None:
+        return None
+    return SubmitOutcome(
+        annotation=revision.annotation,
+        revision=revision,
+        created=False,
+        task_status=revision.annotation.task.status,
+    )
+
+
+def annotation_submit(
+    *,
+    task: Task,
+    annotator: Any,
+    result: Any,
+    lease_id: int | None = None,
+    lead_time_ms: Any = None,
+    idempotency_key: Any = None,
+) -> SubmitOutcome:
+    """Store the annotator's result for the task as a new revision.
+
+    The first submit on a task needs the lease the queue gave (`lease_id`); it fills
+    the lease's slot and ends the lease. Later submits (going back to edit) need none.
+    Raises InvalidAnnotation (nothing stored), LeaseLost (the result is kept as a
+    draft). Idempotent with `idempotency_key`. Membership is the caller's check.
+    """
+    key = _clean_key(idempotency_key)
+    lead_time = _clean_lead_time(lead_time_ms)
+    earlier = _earlier(annotator, key)
+    if earlier is not None:
+        return earlier
+    project = task.project
+    revision_of_schema = project.schema_revision
+    clean = result_check(task=task, schema_revision=revision_of_schema, result=result)
+    try:
+        return _submit(
+            task=task,
+            project=project,
+            annotator=annotator,
+            result=clean,
+            schema_revision=revision_of_schema,
+            lease_id=lease_id,
+            lead_time=lead_time,
+            key=key,
+        )
+    except LeaseLost:
+        draft_save(task=task, annotator=annotator, result=clean)
+        raise
+    except IntegrityError:
+        # The same key sent twice at once: the loser finds the winner's revision.
+        earlier = _earlier(annotator, key)
+        if earlier is None:
+            raise
+        return earlier
+
+
+def _submit(
+    *,
+    task: Task,
+    project: Project,
+    annotator: Any,
+    result: list[dict],
+    schema_revision: SchemaRevision,
+    lease_id: int | None,
+    lead_time: int | None,
+    key: str | None,
+) -> SubmitOutcome:
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        locked = Task.objects.select_for_update().get(pk=task.pk)
+        annotation = Annotation.objects.filter(task=locked, annotator=annotator).first()
+        finished = False
+        if annotation is None:
+            lease = _lease_for_submit(task=locked, annotator=annotator, lease_id=lease_id)
+            annotation = Annotation.objects.create(
+                task=locked,
+                slot=lease.slot,
+                annotator=annotator,
+                project=project,
+                revision_count=1,
+                created_at=now,
+                updated_at=now,
+            )
+            Lease.objects.filter(pk=lease.pk).update(ended_at=now, end_reason=Lease.End.SUBMITTED)
+            locked.remaining -= 1
+            if locked.remaining == 0:
+                locked.status = Task.Status.DONE
+                finished = True
+            locked.save(update_fields=["remaining", "status", "updated_at"])
+            number = 1
+        else:
+            annotation.revision_count += 1
+            annotation.updated_at = now
+            annotation.save(update_fields=["revision_count", "updated_at"])
+            number = annotation.revision_count
+            if lease_id is not None:
+                Lease.objects.filter(
+                    pk=lease_id, annotator=annotator, ended_at__isnull=True
+                ).update(ended_at=now, end_reason=Lease.End.SUBMITTED)
+        revision = AnnotationRevision.objects.create(
+            annotation=annotation,
+            number=number,
+            result=result,
+            schema_revision=schema_revision,
+            created_by=annotator,
+            created_at=now,
+            lead_time_ms=lead_time,
+            idempotency_key=key,
+        )
+        Draft.objects.filter(task=locked, annotator=annotator).delete()
+        if locked.status == Task.Status.DONE:
+            task_label_publish(task=locked, project=project)
+        if finished:
+            # Last statement before commit: the project row is every submit's hot spot.
+            Project.objects.filter(pk=project.pk).update(done_count=F("done_count") + 1)
+    return SubmitOutcome(
+        annotation=annotation, revision=revision, created=True, task_status=locked.status
+    )
+
+
+def _lease_for_submit(*, task: Task, annotator: Any, lease_id: int | None) -> Lease:
+    if lease_id is None:
+        raise LeaseLost(
+            "Submitting a new annotation needs the lease from the queue "
+            "(POST /api/v1/projects/{id}/next); send its id as `lease`.",
+            field="lease",
+        )
+    lease = Lease.objects.select_for_update().filter(pk=lease_id, annotator=annotator).first()
+    if lease is None or lease.task_id != task.pk:
+        raise LeaseLost(f"Lease {lease_id} is not yours on task {task.pk}.", field="lease")
+    if lease.ended_at is not None:
+        # An expired lease whose slot nobody took is still good (taking it ends it).
+        raise LeaseLost(
+            f"Lease {lease_id} has ended ({lease.end_reason}); your result was kept as a draft.",
+            field="lease",
+        )
+    return lease
+
+
+def _comparable(result: list[dict]) -> str:
+    """A result without region ids, for comparing annotations of the same item."""
+    regions = [{k: v for k, v in region.items() if k != "id"} for region in result]
+    return json.dumps(sorted(json.dumps(r, sort_keys=True) for r in regions))
+
+
+def task_label_publish(*, task: Task, project: Project) -> bool:
+    """Publish the task's resolved label into datasets if it has one: the annotation
+    with overlap 1, the common result when all annotations of a task with overlap > 1
+    agree (region ids aside). Disagreements wait for review/consensus. Returns whether a
+    label was published. Runs in the caller's transaction."""
+    latest = {}
+    for revision in (
+        AnnotationRevision.objects.filter(annotation__task=task)
+        .select_related("schema_revision", "created_by")
+        .order_by("annotation_id", "-number")
+    ):
+        latest.setdefault(revision.annotation_id, revision)
+    revisions = list(latest.values())
+    if len(revisions) < project.overlap:
+        return False
+    if len({_comparable(r.result) for r in revisions}) != 1:
+        return False
+    chosen = max(revisions, key=lambda r: r.created_at)
+    label_publish(
+        item=task.item_id,
+        value=chosen.result,
+        schema_hash=chosen.schema_revision.schema_hash,
+        source=f"project:{project.pk}",
+        provenance={
+            "project": project.pk,
+            "task": task.pk,
+            "annotation_revisions": sorted(r.pk for r in revisions),
+            "annotators": sorted(r.created_by.get_username() for r in revisions),
+            "schema_revision": chosen.schema_revision.number,
+        },
+    )
+    return True
+
+
+# --- drafts -----------------------------------------------------------------------------
+
+
+def draft_save(*, task: Task, annotator: Any, result: Any) -> Draft:
+    """Keep the annotator's unsubmitted result for the task (replacing the last one).
+
+    Only its shape is checked (a list of objects, at most DRAFT_MAX_BYTES): a draft is
+    work in progress and validated when submitted."""
+    if not isinstance(result, list) or not all(isinstance(r, dict) for r in result):
+        raise InvalidAnnotation("A draft is a list of region objects.", field="result")
+    if len(json.dumps(result)) > DRAFT_MAX_BYTES:
+        raise InvalidAnnotation(
+            f"The draft is over {DRAFT_MAX_BYTES // (1024 * 1024)} MiB.", field="result"
+        )
+    draft, _ = Draft.objects.update_or_create(
+        task=task, annotator=annotator, defaults={"result": result}
+    )
+    return draft
+
+
+def draft_get(*, task: Task, annotator: Any) -> Draft | None:
+    return Draft.objects.filter(task=task, annotator=annotator).first()

@@ -1,0 +1,215 @@
+"""The task queue: lease the next task slot to an annotator, keep the lease alive,
+release it, skip a task.
+
+Guarantees:
+- a slot is never held by two live leases: the next task is picked with
+  `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite serialises writers), its slots
+  are counted under that lock, and a partial unique index allows one unended lease per
+  (task, slot) as a backstop;
+- an annotator is never offered a task they annotated or skipped, nor a slot of a task
+  they already hold;
+- a lease lives until `expires_at` (LABELING_LEASE_SECONDS, renewed by the page's
+  heartbeat); an expired lease is ended by whoever takes its slot next, so a closed
+  browser tab blocks a slot for one lease period at most.
+
+Lock order, everywhere: the task row, then its lease rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from labeling.errors import LabelingError, LeaseLost
+from labeling.models import Annotation, Lease, Project, Skip, Task
+
+SKIP_REASON_MAX = 500
+# A unique-index conflict on a slot can only come from a race the locks should prevent;
+# retried this many times before giving up.
+LEASE_ATTEMPTS = 3
+
+
+class InvalidSkip(LabelingError):
+    code = "invalid_skip"
+
+
+def lease_seconds() -> int:
+    return int(settings.LABELING_LEASE_SECONDS)
+
+
+def heartbeat_seconds() -> int:
+    """How often the page renews its lease: five times per lease period."""
+    return max(lease_seconds() // 5, 1)
+
+
+@dataclass(frozen=True)
+class LeaseGrant:
+    lease: Lease
+    task: Task
+    renewed: bool  # the annotator already held this lease (a reload of the page)
+
+
+def _pick_sql(*, for_update: bool) -> str:
+    task = Task._meta.db_table
+    lease = Lease._meta.db_table
+    annotation = Annotation._meta.db_table
+    skip = Skip._meta.db_table
+    # The planner walks task_queue (project, priority DESC, id WHERE open) and stops at
+    # the first row that passes: with overlap 1 only the tasks leased right now are
+    # stepped over, one index probe each.
+    return (
+        f"SELECT t.id FROM {task} t "  # noqa: S608
+        "WHERE t.project_id = %(project)s AND t.status = 'open' "
+        f"AND NOT EXISTS (SELECT 1 FROM {annotation} a "
+        "WHERE a.task_id = t.id AND a.annotator_id = %(user)s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {skip} s WHERE s.task_id = t.id AND s.annotator_id = %(user)s) "
+        f"AND (SELECT count(*) FROM {lease} l WHERE l.task_id = t.id AND l.ended_at IS NULL "
+        "AND l.expires_at > %(now)s) < t.remaining "
+        "ORDER BY t.priority DESC, t.id LIMIT 1"
+        + (" FOR UPDATE OF t SKIP LOCKED" if for_update else "")
+    )
+
+
+def _live_lease_of(*, project: Project, annotator: Any, now: datetime) -> Lease | None:
+    """The annotator's live lease in the project, renewed; their expired unended ones are
+    ended on the way."""
+    mine = list(
+        Lease.objects.select_for_update()
+        .filter(project=project, annotator=annotator, ended_at__isnull=True)
+        .order_by("id")
+    )
+    live = None
+    for lease in mine:
+        if lease.expires_at > now and live is None:
+            live = lease
+        else:
+            lease.ended_at = now
+            lease.end_reason = Lease.End.EXPIRED if lease.expires_at <= now else Lease.End.RELEASED
+            lease.save(update_fields=["ended_at", "end_reason"])
+    if live is not None:
+        live.expires_at = now + timedelta(seconds=lease_seconds())
+        live.save(update_fields=["expires_at"])
+    return live
+
+
+def _free_slot(*, task: Task, overlap: int, now: datetime) -> int:
+    """End the expired leases of the (locked) task and return its lowest free slot."""
+    held = list(
+        Lease.objects.filter(task=task, ended_at__isnull=True).values_list(
+            "id", "slot", "expires_at"
+        )
+    )
+    expired = [lease_id for lease_id, _, expires in held if expires <= now]
+    if expired:
+        Lease.objects.filter(pk__in=expired, ended_at__isnull=True).update(
+            ended_at=now, end_reason=Lease.End.EXPIRED
+        )
+    taken = {slot for _, slot, expires in held if expires > now}
+    if overlap > 1:
+        taken |= set(Annotation.objects.filter(task=task).values_list("slot", flat=True))
+    for slot in range(overlap):
+        if slot not in taken:
+            return slot
+    raise AssertionError(f"task {task.pk} was picked with no free slot")  # the pick guarantees one
+
+
+def task_lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
+    """Lease the annotator the next task slot of the project, or return None when no
+    task needs them (all done, or all left are held by others or were done/skipped by
+    them).
+
+    An annotator holds at most one lease per project: asking again (a reloaded page)
+    returns the same lease, renewed. Membership is the caller's check. Transactional.
+    """
+    for attempt in range(LEASE_ATTEMPTS):
+        try:
+            return _lease_next(project=project, annotator=annotator)
+        except IntegrityError:
+            if attempt == LEASE_ATTEMPTS - 1:
+                raise
+    return None  # unreachable
+
+
+def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        live = _live_lease_of(project=project, annotator=annotator, now=now)
+        if live is not None:
+            return LeaseGrant(lease=live, task=live.task, renewed=True)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _pick_sql(for_update=connection.features.has_select_for_update_skip_locked),
+                {"project": project.pk, "user": annotator.pk, "now": now},
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        task = Task.objects.get(pk=row[0])
+        slot = _free_slot(task=task, overlap=project.overlap, now=now)
+        lease = Lease.objects.create(
+            task=task,
+            project=project,
+            slot=slot,
+            annotator=annotator,
+            leased_at=now,
+            expires_at=now + timedelta(seconds=lease_seconds()),
+        )
+    return LeaseGrant(lease=lease, task=task, renewed=False)
+
+
+def lease_heartbeat(*, lease_id: int, annotator: Any) -> Lease:
+    """Extend the annotator's lease by a lease period from now.
+
+    An expired lease whose slot nobody took yet is renewed (taking a slot ends the old
+    lease first, under the task's lock). Raises LeaseLost when it was ended (submitted,
+    skipped, released, or expired and taken), Lease.DoesNotExist for someone else's.
+    """
+    now = timezone.now()
+    lease = Lease.objects.get(pk=lease_id, annotator=annotator)
+    updated = Lease.objects.filter(pk=lease_id, annotator=annotator, ended_at__isnull=True).update(
+        expires_at=now + timedelta(seconds=lease_seconds())
+    )
+    if not updated:
+        raise LeaseLost(
+            f"Lease {lease_id} has ended ({lease.end_reason or 'expired'}); ask for the next task."
+        )
+    lease.refresh_from_db(fields=["expires_at"])
+    return lease
+
+
+def lease_release(*, lease_id: int, annotator: Any) -> bool:
+    """End the annotator's lease so its slot goes back to the queue at once. Idempotent:
+    returns False when it had already ended. Lease.DoesNotExist for someone else's."""
+    Lease.objects.only("pk").get(pk=lease_id, annotator=annotator)
+    return bool(
+        Lease.objects.filter(pk=lease_id, ended_at__isnull=True).update(
+            ended_at=timezone.now(), end_reason=Lease.End.RELEASED
+        )
+    )
+
+
+def task_skip(*, task: Task, annotator: Any, reason: str, lease_id: int | None = None) -> Skip:
+    """Record that the annotator passes on the task (with a reason) and end their lease
+    on it; they are not offered it again. Idempotent: a second skip keeps the first
+    reason. Raises InvalidSkip for a missing or overlong reason."""
+    reason = (reason or "").strip() if isinstance(reason, str) else ""
+    if not reason:
+        raise InvalidSkip("Say why you skip this task (a reason is required).", field="reason")
+    if len(reason) > SKIP_REASON_MAX:
+        raise InvalidSkip(f"The reason is over {SKIP_REASON_MAX} characters.", field="reason")
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        Task.objects.select_for_update().only("pk").get(pk=task.pk)
+        leases = Lease.objects.filter(task=task, annotator=annotator, ended_at__isnull=True)
+        if lease_id is not None:
+            leases = leases.filter(pk=lease_id)
+        leases.update(ended_at=now, end_reason=Lease.End.SKIPPED)
+        skip, _ = Skip.objects.get_or_create(
+            task=task, annotator=annotator, defaults={"reason": reason}
+        )
+    return skip
