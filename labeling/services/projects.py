@@ -19,7 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from datasets.models import Dataset, Item
-from labeling.errors import InvalidProject
+from labeling.errors import InvalidProject, InvalidSchema
 from labeling.models import Annotation, Prediction, Project, ProjectMember, SchemaRevision, Task
 from labeling.schema import schema_hash, schema_media_kind, schema_validate
 from labeling.selectors import user_manages_projects
@@ -177,6 +177,22 @@ def _clean_members(members: Iterable[Member | dict[str, Any]] | None) -> list[tu
     return [(users[m.username], m.role) for m in wanted]
 
 
+def _schema_clean(raw: Any) -> dict[str, Any]:
+    """schema_validate, with error paths under `label_schema` (the request field)."""
+    try:
+        return schema_validate(raw)
+    except InvalidSchema as exc:
+
+        def under(path: str | None) -> str:
+            return f"label_schema.{path}" if path else "label_schema"
+
+        raise InvalidSchema(
+            f"label_schema.{exc}" if exc.field else f"label_schema: {exc}",
+            field=under(exc.field),
+            errors=[{**e, "field": under(e.get("field"))} for e in exc.errors],
+        ) from None
+
+
 def _check_schema_fits(schema: dict[str, Any], dataset: Dataset) -> None:
     kind = schema_media_kind(schema)
     if kind != dataset.kind:
@@ -216,7 +232,7 @@ def project_create(
     """
     _require_manager(created_by)
     name = _clean_name(name)
-    schema = schema_validate(label_schema)
+    schema = _schema_clean(label_schema)
     _check_schema_fits(schema, dataset)
     overlap = _clean_overlap(overlap)
     item_filter = _clean_item_filter(item_filter)
@@ -271,7 +287,7 @@ def project_update(
     changed: list[str] = []
     with transaction.atomic(durable=True):
         project = (
-            Project.objects.select_for_update()
+            Project.objects.select_for_update(of=("self",))
             .select_related("schema_revision", "dataset")
             .get(pk=project.pk)
         )
@@ -315,7 +331,7 @@ def project_update(
 
 
 def _schema_change(*, project: Project, raw: Any, by: Any) -> None:
-    schema = schema_validate(raw)
+    schema = _schema_clean(raw)
     _check_schema_fits(schema, project.dataset)
     current = project.schema_revision
     digest = schema_hash(schema)
