@@ -106,7 +106,7 @@ def _revision_shape(revision: Any, *, with_result: bool = True) -> dict[str, Any
     return shape
 
 
-def task_shape(task: Task, *, user: Any) -> dict[str, Any]:
+def task_shape(task: Task, *, user: Any, mine: bool = True) -> dict[str, Any]:
     """Everything the annotator's page needs for one task, in a handful of queries."""
     project = task.project
     item = task.item
@@ -114,10 +114,12 @@ def task_shape(task: Task, *, user: Any) -> dict[str, Any]:
     text = annotations.task_text(task) if asset.media_type.startswith("text/") else None
     draft = annotations.draft_get(task=task, annotator=user)
     mine = (
-        Annotation.objects.filter(task=task, annotator=user).prefetch_related(
-            "revisions__created_by", "revisions__schema_revision"
-        )
-    ).first()
+        Annotation.objects.filter(task=task, annotator=user)
+        .prefetch_related("revisions__created_by", "revisions__schema_revision")
+        .first()
+        if mine
+        else None
+    )
     latest = max(mine.revisions.all(), key=lambda r: r.number) if mine else None
     progress = selectors.project_progress(project=project, annotator=user)
     return {
@@ -292,10 +294,9 @@ class NextTaskApi(APIView):
         grant = queue.task_lease_next(project=project, annotator=request.user)
         if grant is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        task = selectors.task_get(task_id=grant.task.pk)
-        return Response(
-            {"lease": LeaseOutput(grant.lease).data, "task": task_shape(task, user=request.user)}
-        )
+        # A new lease is on a task the user never annotated: no annotation to look up.
+        shape = task_shape(grant.task, user=request.user, mine=grant.renewed)
+        return Response({"lease": LeaseOutput(grant.lease).data, "task": shape})
 
 
 class LeaseApi(APIView):

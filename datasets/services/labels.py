@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.utils import timezone
+
 from datasets.errors import DatasetError
 from datasets.models import Item, Label
 
@@ -43,14 +45,20 @@ def label_publish(
         if isinstance(item, Item)
         else Item.objects.filter(pk=item_id).values_list("dataset_id", flat=True).get()
     )
-    label, _ = Label.objects.update_or_create(
+    label = Label(
         item_id=item_id,
-        defaults={
-            "dataset_id": dataset_id,
-            "value": value,
-            "schema_hash": schema_hash,
-            "source": source,
-            "provenance": provenance,
-        },
+        dataset_id=dataset_id,
+        value=value,
+        schema_hash=schema_hash,
+        source=source,
+        provenance=provenance,
+        updated_at=timezone.now(),
+    )
+    # One INSERT … ON CONFLICT DO UPDATE: publishing sits in every finishing submit.
+    Label.objects.bulk_create(
+        [label],
+        update_conflicts=True,
+        unique_fields=["item"],
+        update_fields=["dataset", "value", "schema_hash", "source", "provenance", "updated_at"],
     )
     return label

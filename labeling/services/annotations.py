@@ -142,9 +142,6 @@ def annotation_submit(
     """
     key = _clean_key(idempotency_key)
     lead_time = _clean_lead_time(lead_time_ms)
-    earlier = _earlier(annotator, key)
-    if earlier is not None:
-        return earlier
     project = task.project
     revision_of_schema = project.schema_revision
     clean = result_check(task=task, schema_revision=revision_of_schema, result=result)
@@ -163,7 +160,9 @@ def annotation_submit(
         draft_save(task=task, annotator=annotator, result=clean)
         raise
     except IntegrityError:
-        # The same key sent twice at once: the loser finds the winner's revision.
+        # A re-sent submit: its key is taken (the unique index on (user, key), checked
+        # by the insert instead of a lookup before every submit), so nothing was stored
+        # and the first submit's revision is the answer.
         earlier = _earlier(annotator, key)
         if earlier is None:
             raise
@@ -225,7 +224,14 @@ def _submit(
         )
         Draft.objects.filter(task=locked, annotator=annotator).delete()
         if locked.status == Task.Status.DONE:
-            task_label_publish(task=locked, project=project)
+            # With overlap 1 this revision is the task's only annotation: no need to read
+            # the revisions back.
+            task_label_publish(
+                task=locked,
+                project=project,
+                item=task.item,
+                known=[revision] if project.overlap == 1 else None,
+            )
         if finished:
             # Last statement before commit: the project row is every submit's hot spot.
             Project.objects.filter(pk=project.pk).update(done_count=F("done_count") + 1)
@@ -259,26 +265,35 @@ def _comparable(result: list[dict]) -> str:
     return json.dumps(sorted(json.dumps(r, sort_keys=True) for r in regions))
 
 
-def task_label_publish(*, task: Task, project: Project) -> bool:
+def task_label_publish(
+    *,
+    task: Task,
+    project: Project,
+    item: Any = None,
+    known: list[AnnotationRevision] | None = None,
+) -> bool:
     """Publish the task's resolved label into datasets if it has one: the annotation
     with overlap 1, the common result when all annotations of a task with overlap > 1
     agree (region ids aside). Disagreements wait for review/consensus. Returns whether a
     label was published. Runs in the caller's transaction."""
-    latest = {}
-    for revision in (
-        AnnotationRevision.objects.filter(annotation__task=task)
-        .select_related("schema_revision", "created_by")
-        .order_by("annotation_id", "-number")
-    ):
-        latest.setdefault(revision.annotation_id, revision)
-    revisions = list(latest.values())
+    if known is not None:
+        revisions = known
+    else:
+        latest: dict[int, AnnotationRevision] = {}
+        for revision in (
+            AnnotationRevision.objects.filter(annotation__task=task)
+            .select_related("schema_revision", "created_by")
+            .order_by("annotation_id", "-number")
+        ):
+            latest.setdefault(revision.annotation_id, revision)
+        revisions = list(latest.values())
     if len(revisions) < project.overlap:
         return False
     if len({_comparable(r.result) for r in revisions}) != 1:
         return False
     chosen = max(revisions, key=lambda r: r.created_at)
     label_publish(
-        item=task.item_id,
+        item=item if item is not None else task.item_id,
         value=chosen.result,
         schema_hash=chosen.schema_revision.schema_hash,
         source=f"project:{project.pk}",

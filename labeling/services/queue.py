@@ -75,6 +75,13 @@ def _pick_sql(*, for_update: bool) -> str:
     )
 
 
+def _task_for(task_id: int, project: Project) -> Task:
+    """The task with what its page shows (item, asset) and the caller's project."""
+    task = Task.objects.select_related("item__asset").get(pk=task_id)
+    task.project = project
+    return task
+
+
 def _live_lease_of(*, project: Project, annotator: Any, now: datetime) -> Lease | None:
     """The annotator's live lease in the project, renewed; their expired unended ones are
     ended on the way."""
@@ -140,7 +147,7 @@ def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
     with transaction.atomic(durable=True):
         live = _live_lease_of(project=project, annotator=annotator, now=now)
         if live is not None:
-            return LeaseGrant(lease=live, task=live.task, renewed=True)
+            return LeaseGrant(lease=live, task=_task_for(live.task_id, project), renewed=True)
         with connection.cursor() as cursor:
             cursor.execute(
                 _pick_sql(for_update=connection.features.has_select_for_update_skip_locked),
@@ -149,7 +156,7 @@ def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
             row = cursor.fetchone()
         if row is None:
             return None
-        task = Task.objects.get(pk=row[0])
+        task = _task_for(row[0], project)
         slot = _free_slot(task=task, overlap=project.overlap, now=now)
         lease = Lease.objects.create(
             task=task,
