@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
@@ -205,6 +206,9 @@ class ProjectListApi(APIView):
     """The projects you can see (newest first), or create one (ops and admins)."""
 
     class CreateInput(serializers.Serializer):
+        class Meta:
+            ref_name = "ProjectCreateInput"
+
         name = serializers.CharField(max_length=200)
         dataset = serializers.IntegerField()
         label_schema = serializers.JSONField()
@@ -247,6 +251,9 @@ class ProjectDetailApi(APIView):
     new schema revision once annotations exist under the current one."""
 
     class UpdateInput(serializers.Serializer):
+        class Meta:
+            ref_name = "ProjectUpdateInput"
+
         name = serializers.CharField(max_length=200, required=False)
         description = serializers.CharField(required=False, allow_blank=True)
         instructions = serializers.CharField(required=False, allow_blank=True)
@@ -283,7 +290,7 @@ class NextTaskApi(APIView):
         responses={
             200: inline_serializer(
                 "LeasedTask",
-                {"lease": LeaseOutput(), "task": serializers.JSONField()},
+                {"lease": LeaseOutput(), "task": serializers.DictField()},
             ),
             204: None,
         },
@@ -324,7 +331,7 @@ class TaskDetailApi(APIView):
     """A task as its annotator's page shows it. Annotators see tasks they hold a lease on
     or annotated; ops and admins any."""
 
-    @extend_schema(responses={200: serializers.JSONField()})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, task_id: int) -> Response:
         task = _task_or_404(request, task_id)
         user = request.user
@@ -337,6 +344,9 @@ class TaskDetailApi(APIView):
 
 class SkipApi(APIView):
     class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "TaskSkipInput"
+
         reason = serializers.CharField(max_length=500)
         lease = serializers.IntegerField(required=False, allow_null=True, default=None)
 
@@ -362,6 +372,9 @@ class AnnotationListApi(APIView):
     re-sent submit a no-op."""
 
     class SubmitInput(serializers.Serializer):
+        class Meta:
+            ref_name = "AnnotationSubmitInput"
+
         result = serializers.JSONField()
         lease = serializers.IntegerField(required=False, allow_null=True, default=None)
         lead_time_ms = serializers.JSONField(required=False, default=None)
@@ -369,7 +382,7 @@ class AnnotationListApi(APIView):
             required=False, allow_null=True, allow_blank=True, default=None
         )
 
-    @extend_schema(responses={200: serializers.JSONField()})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, task_id: int) -> Response:
         task = _task_or_404(request, task_id)
         rows = Annotation.objects.filter(task=task).select_related("annotator")
@@ -400,7 +413,7 @@ class AnnotationListApi(APIView):
             }
         )
 
-    @extend_schema(request=SubmitInput, responses={201: serializers.JSONField()})
+    @extend_schema(request=SubmitInput, responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request, task_id: int) -> Response:
         task = _task_or_404(request, task_id)
         _require_annotator(request, task.project)
@@ -436,9 +449,12 @@ class DraftApi(APIView):
     """Your unsubmitted work on a task: GET it back, PUT to autosave."""
 
     class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "DraftInput"
+
         result = serializers.JSONField()
 
-    @extend_schema(responses={200: serializers.JSONField()})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, task_id: int) -> Response:
         task = _task_or_404(request, task_id)
         draft = annotations.draft_get(task=task, annotator=request.user)
@@ -462,7 +478,7 @@ class HistoryApi(APIView):
     """Your annotations in the project, most recently changed first ("go back").
     `?before=<updated_at of the last row>` pages on."""
 
-    @extend_schema(responses={200: serializers.JSONField()})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, project_id: int) -> Response:
         project = _project_or_404(request, project_id)
         before = request.query_params.get("before")
@@ -491,9 +507,12 @@ class PredictionImportApi(APIView):
     """Import pre-annotations (ops and admins): all rows valid or nothing stored."""
 
     class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "PredictionImportInput"
+
         predictions = serializers.JSONField()
 
-    @extend_schema(request=Input, responses={201: serializers.JSONField()})
+    @extend_schema(request=Input, responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request, project_id: int) -> Response:
         project = _project_or_404(request, project_id)
         if not selectors.user_manages_projects(request.user):
