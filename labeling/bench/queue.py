@@ -29,7 +29,8 @@ answer" included), saturation_* (the same for the saturation phase, and its late
 load_seconds (dataset, project, tasks, users), migrate_seconds, vacuum_seconds,
 server_workers, server_threads, client_processes, and the CPU each side used per
 second of each phase (server = gunicorn, postgres = the bench database's backends,
-client = the annotator processes; 1.0 = one core of the 2).
+client = the annotator processes, machine = every process of the box, whoever runs it;
+1.0 = one core; machine_cores says how many there are).
 """
 
 from __future__ import annotations
@@ -48,12 +49,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -90,6 +92,7 @@ SERVER_STOP_GRACE = 15.0
 # lease and its submit (a proxy in front would keep it open too).
 SERVER_KEEPALIVE = 75
 CLIENT_READY_TIMEOUT = 60.0
+CPU_SAMPLE_SECONDS = 0.5
 DATABASE_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -297,9 +300,12 @@ def run(
         "server_cpu": first.cpu("server"),
         "postgres_cpu": first.cpu("postgres"),
         "client_cpu": first.cpu("client"),
+        "machine_cpu": first.cpu("machine"),
         "saturation_server_cpu": saturated.cpu("server"),
         "saturation_postgres_cpu": saturated.cpu("postgres"),
         "saturation_client_cpu": saturated.cpu("client"),
+        "saturation_machine_cpu": saturated.cpu("machine"),
+        "machine_cores": psutil.cpu_count(),
         "load_seconds": round(load_seconds, 1),
         "migrate_seconds": round(migrate_seconds, 1),
         "vacuum_seconds": round(vacuum_seconds, 1),
@@ -568,15 +574,6 @@ class _Server:
 # --- the clients ------------------------------------------------------------------------
 
 
-def _cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            times = process.cpu_times()
-            total += times.user + times.system
-    return total
-
-
 def _postgres_backends(database: str) -> list[psutil.Process]:
     """The PostgreSQL backends serving `database` (their title names it)."""
     found = []
@@ -586,6 +583,49 @@ def _postgres_backends(database: str) -> list[psutil.Process]:
             if process.info["name"] == "postgres" and f" {database} " in title:
                 found.append(process)
     return found
+
+
+class _CpuMeter:
+    """CPU seconds used by a changing set of processes during a phase.
+
+    PostgreSQL backends come and go (Django reconnects after CONN_MAX_AGE, 60 s), so the
+    set is found again every CPU_SAMPLE_SECONDS: a process that exits loses at most its
+    last interval; one that appears mid-phase counts from zero.
+    """
+
+    def __init__(self, find: Callable[[], list[psutil.Process]]) -> None:
+        self.find = find
+        self.first: dict[tuple[int, float], float] = {}
+        self.last: dict[tuple[int, float], float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-cpu", daemon=True)
+
+    def _sample(self, *, baseline: bool) -> None:
+        for process in self.find():
+            with contextlib.suppress(psutil.Error):
+                key = (process.pid, process.create_time())
+                times = process.cpu_times()
+                used = times.user + times.system
+                self.first.setdefault(key, used if baseline else 0.0)
+                self.last[key] = used
+
+    def _loop(self) -> None:
+        while not self._stop.wait(CPU_SAMPLE_SECONDS):
+            self._sample(baseline=False)
+
+    def __enter__(self) -> _CpuMeter:
+        self._sample(baseline=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample(baseline=False)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last[key] - self.first[key] for key in self.last)
 
 
 @dataclass
@@ -646,7 +686,8 @@ class _PhaseResult:
             f"{self.ok('lease')} leases (p99 {self.percentile('lease', 99):.1f} ms), "
             f"{self.ok('submit')} submits (p99 {self.percentile('submit', 99):.1f} ms, "
             f"{self.rate(after=0.0):.1f}/s); {errors}; CPU server {self.cpu('server')}, "
-            f"postgres {self.cpu('postgres')}, client {self.cpu('client')}"
+            f"postgres {self.cpu('postgres')}, client {self.cpu('client')}, whole box "
+            f"{self.cpu('machine')} of {psutil.cpu_count()}"
         )
         for label, body in sorted(self.samples.items()):
             text += f"\n    first {label}: {body[:300]}"
@@ -666,6 +707,7 @@ class _Phase:
         shares = [annotators[n :: self.processes] for n in range(self.processes)]
         shares = [share for share in shares if share]
         children: list[subprocess.Popen[str]] = []
+        stack = contextlib.ExitStack()
         try:
             for share in shares:
                 child = subprocess.Popen(
@@ -696,9 +738,12 @@ class _Phase:
             warmup_errors = sum(self._ready(child)["warmup_errors"] for child in children)
             if warmup_errors:
                 log(f"{warmup_errors} annotator(s) could not GET /api/v1/me before the start")
-            server_procs = self.server.processes()
-            pg_procs = _postgres_backends(connection.settings_dict["NAME"])
-            cpu0 = (_cpu_seconds(server_procs), _cpu_seconds(pg_procs))
+            database = connection.settings_dict["NAME"]
+            server_cpu = _CpuMeter(self.server.processes)
+            postgres_cpu = _CpuMeter(lambda: _postgres_backends(database))
+            stack.enter_context(server_cpu)
+            stack.enter_context(postgres_cpu)
+            machine0 = psutil.cpu_times()
             result = _PhaseResult(seconds=seconds, started_at=time.time())
             wall0 = time.monotonic()
             for child in children:
@@ -718,14 +763,22 @@ class _Phase:
                     result.samples.setdefault(label, body)
                 client_cpu += got["cpu_seconds"]
             result.wall_seconds = time.monotonic() - wall0
+            stack.close()
+            machine1 = psutil.cpu_times()
             result.cpu_seconds = {
-                "server": _cpu_seconds(server_procs) - cpu0[0],
-                "postgres": _cpu_seconds(pg_procs) - cpu0[1],
+                "server": server_cpu.seconds,
+                "postgres": postgres_cpu.seconds,
                 "client": client_cpu,
+                # Every process of the box, whoever runs it: how close to saturated it was.
+                "machine": sum(machine1)
+                - sum(machine0)
+                - (machine1.idle - machine0.idle)
+                - (getattr(machine1, "iowait", 0.0) - getattr(machine0, "iowait", 0.0)),
             }
             self.server.check_alive()
             return result
         finally:
+            stack.close()
             for child in children:
                 if child.poll() is None:
                     child.kill()
