@@ -1,7 +1,17 @@
 """Labelling UI pages under /projects/."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from labeling import views
 
 app_name = "labeling"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.project_list, name="list"),
+    path("new", views.project_create, name="create"),
+    path("schema-preview", views.schema_preview, name="schema-preview"),
+    path("<int:project_id>/", views.project_detail, name="detail"),
+    path("<int:project_id>/stats", views.project_stats, name="stats"),
+    path("<int:project_id>/edit", views.project_edit, name="edit"),
+    path("<int:project_id>/annotate", views.annotate, name="annotate"),
+]

@@ -1,0 +1,347 @@
+"""Server-rendered project pages: the list, create/edit with the schema editor, the
+dashboard, and the annotator page.
+
+Views parse the request, call labeling.selectors and labeling.services, and shape the
+page. A project the user may not see is a 404 (ids do not leak); one they see but may
+not change is a 403. The annotator page is a shell: its script works through the REST
+API (labeling.api), which checks membership again on every call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from datasets.models import Dataset
+from datasets.selectors import dataset_visible_to
+from labeling import selectors
+from labeling.errors import LabelingError
+from labeling.forms import (
+    SCHEMA_EXAMPLES,
+    ProjectForm,
+    schema_parse,
+    schema_problem,
+    schema_text,
+)
+from labeling.markdown import instructions_html
+from labeling.models import Annotation, Project
+from labeling.schema import schema_media_kind
+from labeling.services import projects as project_services
+
+PROJECTS_PER_PAGE = 50
+# Keys of the annotator page that a label's hotkey shadows (labeling/static/labeling/
+# annotator.js); the reserved ones (s, z, y, b) a schema cannot take at all.
+PAGE_KEYS = {"n": "add a box or point in the middle of the view", "0": "fit the image"}
+SCHEMA_TYPE_NAMES = {
+    "bbox": "Bounding boxes",
+    "polygon": "Polygons",
+    "keypoint": "Keypoints",
+    "image_class": "Image classification",
+    "text_class": "Text classification",
+    "ner": "Entity spans (NER)",
+}
+
+
+def _project_or_404(request: HttpRequest, project_id: int) -> Project:
+    try:
+        return selectors.project_get_for_user(user=request.user, project_id=project_id)
+    except Project.DoesNotExist:
+        raise Http404("No such project.") from None
+
+
+def _require_manager(request: HttpRequest) -> None:
+    if not selectors.user_manages_projects(request.user):
+        raise PermissionDenied("Only ops and admins create and change projects.")
+
+
+def _schema_type(project: Project) -> str:
+    return project.schema_revision.schema["type"] if project.schema_revision else ""
+
+
+# --- the list ---------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def project_list(request: HttpRequest) -> HttpResponse:
+    """My projects (ops and admins: all), newest first, with their progress."""
+    rows = (
+        selectors.project_visible_to(request.user)
+        .select_related("dataset", "schema_revision")
+        .order_by("-id")
+    )
+    page = Paginator(rows, PROJECTS_PER_PAGE).get_page(request.GET.get("page"))
+    roles = dict(
+        request.user.project_memberships.filter(
+            project_id__in=[p.pk for p in page.object_list]
+        ).values_list("project_id", "role")
+    )
+    cards = [
+        {
+            "project": project,
+            "type": SCHEMA_TYPE_NAMES.get(_schema_type(project), _schema_type(project)),
+            "role": roles.get(project.pk),
+            "percent": _percent(project.done_count, project.task_count),
+        }
+        for project in page.object_list
+    ]
+    return render(
+        request,
+        "labeling/project_list.html",
+        {
+            "page": page,
+            "cards": cards,
+            "can_create": selectors.user_manages_projects(request.user),
+        },
+    )
+
+
+def _percent(done: int, total: int) -> int:
+    return int(done * 100 / total) if total else 0
+
+
+# --- create and edit --------------------------------------------------------------------
+
+
+def _apply_service_error(form: ProjectForm, exc: LabelingError) -> None:
+    field = form.field_for(exc.field)
+    details = [e["detail"] for e in exc.errors] if exc.errors else [str(exc)]
+    for detail in details:
+        form.add_error(field, detail)
+
+
+def _form_context(form: ProjectForm, project: Project | None) -> dict[str, Any]:
+    return {
+        "form": form,
+        "project": project,
+        "schema_examples": {k: schema_text(v) for k, v in SCHEMA_EXAMPLES.items()},
+        "schema_type_names": SCHEMA_TYPE_NAMES,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def project_create(request: HttpRequest) -> HttpResponse:
+    _require_manager(request)
+    initial = {"label_schema": schema_text(SCHEMA_EXAMPLES["bbox"])}
+    dataset_id = request.GET.get("dataset")
+    if dataset_id and dataset_id.isdigit():
+        initial["dataset"] = int(dataset_id)
+    form = ProjectForm(
+        request.POST if request.method == "POST" else None, user=request.user, initial=initial
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = project_services.project_create(
+                created_by=request.user, **form.service_fields()
+            )
+        except LabelingError as exc:
+            _apply_service_error(form, exc)
+        else:
+            messages.success(
+                request, f"Project {project.name!r} created; its tasks are being made."
+            )
+            return redirect("labeling:detail", project_id=project.pk)
+    return render(
+        request,
+        "labeling/project_form.html",
+        _form_context(form, None),
+        status=400 if form.errors else 200,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = _project_or_404(request, project_id)
+    _require_manager(request)
+    form = ProjectForm(
+        request.POST if request.method == "POST" else None,
+        user=request.user,
+        project=project,
+        initial=ProjectForm.initial_for(project),
+    )
+    if request.method == "POST" and form.is_valid():
+        before = project.schema_revision.number if project.schema_revision else 0
+        try:
+            project_services.project_update(
+                project=project, by=request.user, **form.service_fields()
+            )
+        except LabelingError as exc:
+            _apply_service_error(form, exc)
+        else:
+            project = _project_or_404(request, project_id)
+            after = project.schema_revision.number if project.schema_revision else 0
+            note = (
+                f" The label schema is now revision {after}; earlier annotations keep theirs."
+                if after != before
+                else ""
+            )
+            messages.success(request, f"Project saved.{note}")
+            return redirect("labeling:detail", project_id=project.pk)
+    return render(
+        request,
+        "labeling/project_form.html",
+        _form_context(form, project),
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+@login_required
+def schema_preview(request: HttpRequest) -> HttpResponse:
+    """The schema editor's "Validate & preview" (htmx): every problem with its field
+    path, or the label buttons annotators will see. Always 200, so htmx swaps it in."""
+    _require_manager(request)
+    schema, problems = schema_parse(request.POST.get("label_schema", ""))
+    dataset_note = None
+    if schema is not None:
+        dataset = _posted_dataset(request)
+        if dataset is not None and schema_media_kind(schema) != dataset.kind:
+            problems = [
+                schema_problem(
+                    "type",
+                    f"a {schema['type']} schema labels {schema_media_kind(schema)}s, but "
+                    f"dataset {dataset.name!r} holds {dataset.kind}s",
+                )
+            ]
+            schema = None
+        elif dataset is not None:
+            dataset_note = dataset
+    shadowed = []
+    if schema is not None:
+        shadowed = [
+            {"label": label["name"], "key": label["hotkey"], "does": PAGE_KEYS[label["hotkey"]]}
+            for label in schema["labels"]
+            if label["hotkey"] in PAGE_KEYS
+        ]
+    response = render(
+        request,
+        "labeling/_schema_preview.html",
+        {
+            "schema": schema,
+            "problems": problems,
+            "type_name": SCHEMA_TYPE_NAMES.get(schema["type"], "") if schema else "",
+            "shadowed": shadowed,
+            "dataset": dataset_note,
+        },
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _posted_dataset(request: HttpRequest) -> Dataset | None:
+    raw = request.POST.get("dataset") or request.POST.get("project_dataset") or ""
+    if not raw.isdigit():
+        return None
+    return dataset_visible_to(request.user).filter(pk=int(raw)).first()
+
+
+# --- dashboard --------------------------------------------------------------------------
+
+
+def _dashboard_context(request: HttpRequest, project: Project) -> dict[str, Any]:
+    user = request.user
+    manages = selectors.user_manages_projects(user)
+    role = selectors.member_role(user=user, project=project)
+    progress = selectors.project_progress(project=project, annotator=user)
+    today = selectors.start_of_today()
+    # Annotations made or changed today, per annotator: one grouped query (the
+    # selectors count totals per annotator, not today's).
+    today_by_annotator = dict(
+        Annotation.objects.filter(project=project, updated_at__gte=today)
+        .values("annotator__username")
+        .annotate(n=Count("id"))
+        .values_list("annotator__username", "n")
+    )
+    annotators = []
+    if manages or role == "reviewer":
+        annotators = [
+            {
+                "username": row["annotator__username"],
+                "annotations": row["annotations"],
+                "today": today_by_annotator.get(row["annotator__username"], 0),
+            }
+            for row in selectors.annotator_counts(project=project)
+        ]
+    return {
+        "project": project,
+        "schema": project.schema_revision.schema if project.schema_revision else None,
+        "type_name": SCHEMA_TYPE_NAMES.get(_schema_type(project), ""),
+        "progress": progress,
+        "percent": _percent(progress.done, progress.total),
+        "open_tasks": max(progress.total - progress.done, 0),
+        "annotations_today": sum(today_by_annotator.values()),
+        "annotators": annotators,
+        "manages": manages,
+        "role": role,
+        "can_annotate": role is not None,
+        "tasks_job": project.tasks_job if manages else None,
+    }
+
+
+@require_GET
+@login_required
+def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = _project_or_404(request, project_id)
+    context = _dashboard_context(request, project)
+    context["instructions"] = mark_safe(instructions_html(project.instructions))  # noqa: S308 (escaped by labeling.markdown)
+    context["members"] = list(project.memberships.select_related("user").order_by("user__username"))
+    return render(request, "labeling/project_detail.html", context)
+
+
+@require_GET
+@login_required
+def project_stats(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The dashboard's numbers, as an htmx partial refreshing itself."""
+    project = _project_or_404(request, project_id)
+    response = render(request, "labeling/_project_stats.html", _dashboard_context(request, project))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+# --- annotate ---------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The annotator page: members only (ops who are not members see the dashboard)."""
+    project = _project_or_404(request, project_id)
+    if selectors.member_role(user=request.user, project=project) is None:
+        raise PermissionDenied(
+            "You are not a member of this project: ops add members in its settings."
+        )
+    schema_type = _schema_type(project)
+    # The API's root (/api/v1/): the script appends projects/<id>/next, tasks/<id>/... .
+    api_root = reverse("api-project-list").removesuffix("projects/")
+    config = {
+        "projectId": project.pk,
+        "apiRoot": api_root,
+        "csrfToken": get_token(request),
+        "dashboardUrl": reverse("labeling:detail", args=[project.pk]),
+    }
+    return render(
+        request,
+        "labeling/annotate.html",
+        {
+            "project": project,
+            "config": config,
+            "media_kind": schema_media_kind(project.schema_revision.schema)
+            if project.schema_revision
+            else "image",
+            "schema_type": schema_type,
+            "instructions": mark_safe(instructions_html(project.instructions)),  # noqa: S308 (escaped by labeling.markdown)
+        },
+    )
