@@ -1,0 +1,348 @@
+"""The labelling pages in real Chromium: annotators draw boxes and mark text spans and
+submit by keyboard, a refused submit shows its errors, ops write a schema in the editor.
+
+Tasks are made by calling the tasks service directly (the job would run it in a worker);
+images and texts are real blobs in the session's S3 server, loaded by the browser from
+presigned URLs.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw
+
+from labeling.models import Annotation, AnnotationRevision, Project, Task
+from labeling.services.projects import project_create, project_tasks_create
+from tests.factories import PASSWORD, UserFactory, dataset_with_items
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+BOX_SCHEMA = {
+    "type": "bbox",
+    "labels": [{"name": "car", "hotkey": "1"}, {"name": "person", "hotkey": "2"}],
+    "attributes": [{"name": "occluded", "type": "bool", "default": False}],
+}
+NER_SCHEMA = {"type": "ner", "labels": [{"name": "PER"}, {"name": "ORG"}, {"name": "LOC"}]}
+TEXT = "Alice moved to Paris in 2019 and joined Acme Corp as an engineer."
+IMAGE_SIZE = (640, 480)
+
+
+def scene_png(width: int, height: int, seed: int) -> bytes:
+    """A street-ish picture: sky, road and a few coloured shapes to draw boxes around."""
+    image = Image.new("RGB", (width, height), (150, 190, 230))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, height * 0.55, width, height), fill=(90, 90, 96))
+    draw.rectangle((0, height * 0.75, width, height * 0.78), fill=(230, 230, 230))
+    shift = seed * 37 % 120
+    draw.rounded_rectangle((60 + shift, 250, 260 + shift, 340), radius=18, fill=(200, 40, 40))
+    draw.ellipse((90 + shift, 320, 140 + shift, 370), fill=(25, 25, 25))
+    draw.ellipse((190 + shift, 320, 240 + shift, 370), fill=(25, 25, 25))
+    draw.rectangle((430, 180, 470, 330), fill=(240, 170, 60))
+    draw.ellipse((428, 140, 472, 184), fill=(240, 200, 160))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_project(ops: Any, members: list[Any], *, kind: str, schema: dict, contents: list[bytes]):
+    dataset, items = dataset_with_items(owner=ops, kind=kind, contents=contents)
+    project = project_create(
+        created_by=ops,
+        name=f"{kind} e2e project",
+        dataset=dataset,
+        label_schema=schema,
+        instructions="## What to label\n\nDraw a **tight** box around every car and person.",
+        members=[{"username": m.username, "role": "annotator"} for m in members],
+    )
+    project_tasks_create(project=project)
+    return project, items
+
+
+def log_in(page: Any, live_server: Any, username: str, next_path: str) -> None:
+    page.goto(f"{live_server.url}/accounts/login/?next={next_path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{next_path}")
+
+
+def wait_for_task(page: Any, *, other_than: str | None = None) -> str:
+    """Wait until the annotator shows a task (another one than `other_than`); its id."""
+    if other_than is None:
+        page.wait_for_selector("#annotator[data-state=task]")
+    else:
+        page.wait_for_function(
+            "id => { const a = document.getElementById('annotator');"
+            " return a.dataset.state === 'task' && a.dataset.taskId !== id; }",
+            arg=other_than,
+        )
+    return page.locator("#annotator").get_attribute("data-task-id")
+
+
+def regions(page: Any) -> list[dict]:
+    return page.evaluate("() => document.getElementById('annotator').annotator.app.regions")
+
+
+def drag(page: Any, start: tuple[float, float], end: tuple[float, float]) -> None:
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, steps=4)
+    page.mouse.move(*end, steps=4)
+    page.mouse.up()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_annotator_draws_two_boxes_labels_them_by_key_and_submits_with_enter(
+    live_server, page, screenshot
+):
+    ops = UserFactory(username="olga", roles=["ops"])
+    ann = UserFactory(username="anna", roles=["annotator"])
+    project, items = make_project(
+        ops,
+        [ann],
+        kind="image",
+        schema=BOX_SCHEMA,
+        contents=[scene_png(*IMAGE_SIZE, seed) for seed in range(2)],
+    )
+
+    # The list shows the project to its member; Annotate opens the annotator.
+    log_in(page, live_server, "anna", "/projects/")
+    assert page.locator("table.projects a.strong", has_text=project.name).count() == 1
+    screenshot("labeling-01-annotator-project-list")
+    page.click(f"tr[data-project-id='{project.pk}'] a:has-text('Annotate')")
+    first_task = wait_for_task(page)
+    page.wait_for_function("() => document.querySelector('.canvas-wrap svg') !== null")
+    page.evaluate("() => { window.__sameDocument = true; }")
+    assert page.locator("#remaining").inner_text() == "2"
+    assert page.locator(".label-btn").count() == 2
+
+    # The image fills the stage; draw two boxes by dragging on it.
+    box = page.locator("img.task-image").bounding_box()
+    scale = box["width"] / IMAGE_SIZE[0]
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return box["x"] + x * scale, box["y"] + y * scale
+
+    # The car: "1" picks its label (the first label is active already).
+    page.keyboard.press("1")
+    drag(page, at(60, 240), at(270, 375))
+    page.wait_for_function(
+        "() => document.getElementById('annotator').annotator.app.regions.length === 1"
+    )
+    # The person: drawn with the active label (car), then its key relabels it.
+    page.wait_for_timeout(100)
+    drag(page, at(420, 130), at(480, 335))
+    page.wait_for_function(
+        "() => document.getElementById('annotator').annotator.app.regions.length === 2"
+    )
+    page.keyboard.press("2")
+    page.wait_for_timeout(150)
+    drawn = regions(page)
+    assert [r["value"]["rectanglelabels"] for r in drawn] == [["car"], ["person"]]
+    assert page.locator("#regions li.region").count() == 2
+    screenshot("labeling-02-image-two-boxes")
+
+    # Enter submits; the next task comes in without a page load.
+    page.keyboard.press("Enter")
+    second_task = wait_for_task(page, other_than=first_task)
+    assert page.evaluate("() => window.__sameDocument === true")
+    assert page.locator("#regions li.region").count() == 0
+    assert page.locator("#done-today").inner_text() == "1"
+    screenshot("labeling-03-image-next-task")
+
+    annotation = Annotation.objects.get(task_id=int(first_task))
+    assert annotation.annotator == ann
+    revision = AnnotationRevision.objects.get(annotation=annotation)
+    result = revision.result
+    assert [r["type"] for r in result] == ["rectanglelabels", "rectanglelabels"]
+    assert [r["value"]["rectanglelabels"] for r in result] == [["car"], ["person"]]
+    width, height = IMAGE_SIZE
+    for region, (x0, y0, x1, y1) in zip(
+        result, [(60, 240, 270, 375), (420, 130, 480, 335)], strict=True
+    ):
+        v = region["value"]
+        assert v["x"] >= 0
+        assert v["y"] >= 0
+        assert v["x"] + v["width"] <= width and v["y"] + v["height"] <= height
+        # Where the mouse went, in image pixels (a pixel or two of rounding on screen).
+        assert abs(v["x"] - x0) <= 3 and abs(v["y"] - y0) <= 3
+        assert abs(v["x"] + v["width"] - x1) <= 3 and abs(v["y"] + v["height"] - y1) <= 3
+    assert revision.lead_time_ms and revision.lead_time_ms > 0
+    assert Task.objects.get(pk=int(first_task)).status == Task.Status.DONE
+    assert second_task != first_task
+
+    # "b" goes back to the task just submitted, with its boxes; "?" shows the instructions.
+    page.keyboard.press("b")
+    page.wait_for_function(
+        "id => document.getElementById('annotator').dataset.taskId === id", arg=first_task
+    )
+    assert page.locator("#regions li.region").count() == 2
+    page.keyboard.press("?")
+    assert page.locator("#instructions").is_visible()
+    assert "What to label" in page.locator("#instructions").inner_text()
+    screenshot("labeling-04-image-back-with-instructions")
+    page.keyboard.press("Escape")
+    assert not page.locator("#instructions").is_visible()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_annotator_marks_two_spans_by_mouse_and_keyboard(live_server, page, screenshot):
+    ops = UserFactory(username="olga", roles=["ops"])
+    ann = UserFactory(username="anna", roles=["annotator"])
+    project, _ = make_project(
+        ops,
+        [ann],
+        kind="text",
+        schema=NER_SCHEMA,
+        contents=[TEXT.encode(), b"Bob met Carol in Rome."],
+    )
+
+    log_in(page, live_server, "anna", f"/projects/{project.pk}/annotate")
+    first_task = wait_for_task(page)
+    page.wait_for_selector(".text-doc")
+    # The queue hands out the oldest item first.
+    assert page.locator(".text-doc").evaluate("d => d.textContent") == TEXT
+
+    # "Alice": dragged with the mouse, with the active label (PER, the first).
+    def char_box(index: int) -> dict:
+        return page.evaluate(
+            """i => { const node = document.querySelector('.text-doc').firstChild;
+                      const r = document.createRange(); r.setStart(node, i); r.setEnd(node, i + 1);
+                      const b = r.getBoundingClientRect();
+                      return {x: b.x, y: b.y, width: b.width, height: b.height}; }""",
+            index,
+        )
+
+    start, end = char_box(0), char_box(4)
+    mid = start["y"] + start["height"] / 2
+    drag(page, (start["x"] + 1, mid), (end["x"] + end["width"] - 1, mid))
+    page.wait_for_function(
+        "() => document.getElementById('annotator').annotator.app.regions.length === 1"
+    )
+
+    # "Paris" by keyboard: focus the text, move the caret, Shift+arrows, release Shift;
+    # then its key relabels it LOC.
+    page.keyboard.press("Escape")
+    page.focus(".text-doc")
+    page.keyboard.press("ArrowLeft")
+    for _ in range(TEXT.index("Paris")):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.down("Shift")
+    for _ in range(len("Paris")):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(150)
+    page.keyboard.up("Shift")
+    page.wait_for_function(
+        "() => document.getElementById('annotator').annotator.app.regions.length === 2"
+    )
+    page.keyboard.press("3")
+    page.wait_for_timeout(150)
+    screenshot("labeling-05-text-two-spans")
+    page.keyboard.press("Enter")
+    wait_for_task(page, other_than=first_task)
+
+    revision = AnnotationRevision.objects.get(annotation__task_id=int(first_task))
+    spans = sorted(
+        (r["value"]["start"], r["value"]["end"], r["value"]["labels"]) for r in revision.result
+    )
+    assert spans == [(0, 5, ["PER"]), (15, 20, ["LOC"])]
+    assert {r["type"] for r in revision.result} == {"labels"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_submit_shows_the_errors_and_keeps_the_task(live_server, page, screenshot):
+    ops = UserFactory(username="olga", roles=["ops"])
+    ann = UserFactory(username="anna", roles=["annotator"])
+    project, _ = make_project(
+        ops, [ann], kind="image", schema=BOX_SCHEMA, contents=[scene_png(*IMAGE_SIZE, 3)]
+    )
+
+    log_in(page, live_server, "anna", f"/projects/{project.pk}/annotate")
+    task_id = wait_for_task(page)
+    page.keyboard.press("Enter")  # nothing drawn, and the schema does not allow empty
+    errors = page.locator("#submit-errors")
+    errors.wait_for(state="visible")
+    assert "Not submitted" in errors.inner_text()
+    assert "empty" in errors.inner_text().lower()
+    assert page.locator("#annotator").get_attribute("data-task-id") == task_id
+    screenshot("labeling-06-refused-submit")
+    assert not Annotation.objects.filter(task__project=project).exists()
+    assert not AnnotationRevision.objects.exists()
+
+    # Skip with a reason: the dialog, then the (empty) end of the queue.
+    page.keyboard.press("s")
+    dialog = page.locator("#skip-dialog")
+    dialog.wait_for(state="visible")
+    screenshot("labeling-07-skip-dialog")
+    page.fill("#skip-other", "Too blurry to tell")
+    page.click("#skip-dialog button[type=submit]")
+    page.wait_for_selector("#annotator[data-state=empty]")
+    assert project.tasks.get().skips.get().reason == "Too blurry to tell"
+    screenshot("labeling-08-queue-empty")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ops_write_a_schema_see_its_errors_and_preview_and_create_the_project(
+    live_server, page, screenshot
+):
+    ops = UserFactory(username="olga", roles=["ops"])
+    UserFactory(username="anna", roles=["annotator"])
+    dataset, _ = dataset_with_items(
+        owner=ops, kind="image", contents=[scene_png(320, 240, 1)], name="Street scenes"
+    )
+
+    log_in(page, live_server, "olga", "/projects/")
+    page.click("text=New project")
+    page.wait_for_url("**/projects/new")
+    page.fill("#id_name", "Cars and people")
+    page.select_option("#id_dataset", str(dataset.pk))
+    page.fill("#id_instructions", "Box every **car** and **person**.")
+    anna = UserFactory(username="anna")
+    page.check(f"input[name=annotators][value='{anna.pk}']")
+    bad = (
+        '{"type": "bbox", "labels": [{"name": "car", "hotkey": "s"}, {"name": "car"},'
+        ' {"name": "bus", "color": "red"}]}'
+    )
+    page.fill("#id_label_schema", bad)
+    page.click("#btn-validate")
+    verdict = page.locator("#schema-preview .bad-schema")
+    verdict.wait_for()
+    paths = page.locator("#schema-preview code.path").all_inner_texts()
+    assert "labels[0].hotkey" in paths
+    assert "labels[1].name" in paths
+    assert "labels[2].color" in paths
+    screenshot("labeling-09-schema-editor-errors")
+
+    good = (
+        '{"type": "bbox", "labels": [{"name": "car", "color": "#e6194b"}, {"name": "person"}],'
+        ' "attributes": [{"name": "occluded", "type": "bool", "default": false}]}'
+    )
+    page.fill("#id_label_schema", good)
+    page.click("#btn-validate")
+    page.locator("#schema-preview .good-schema").wait_for()
+    labels = page.locator("#schema-preview .preview-label").all_inner_texts()
+    assert [" ".join(t.split()) for t in labels] == ["car 1", "person 2"]
+    screenshot("labeling-10-schema-editor-preview")
+
+    # A text schema on an image dataset is refused by the preview too.
+    page.fill("#id_label_schema", '{"type": "ner", "labels": [{"name": "PER"}]}')
+    page.click("#btn-validate")
+    page.locator("#schema-preview .bad-schema").wait_for()
+    assert "holds images" in page.locator("#schema-preview").inner_text()
+
+    page.fill("#id_label_schema", good)
+    page.click("button:has-text('Create project')")
+    page.wait_for_url("**/projects/*/")
+    project = Project.objects.get(name="Cars and people")
+    assert project.schema_revision.schema["labels"][0]["name"] == "car"
+    assert list(project.memberships.values_list("user__username", "role")) == [
+        ("anna", "annotator")
+    ]
+    project_tasks_create(project=project)  # what the tasks job does in a worker
+    page.reload()
+    assert "0 of 1 task" in page.locator(".progress-head").inner_text()
+    assert page.locator(".counts li").first.inner_text().split() == ["1", "tasks", "open"]
+    screenshot("labeling-11-project-dashboard")
