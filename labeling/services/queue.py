@@ -32,6 +32,12 @@ SKIP_REASON_MAX = 500
 # A unique-index conflict on a slot can only come from a race the locks should prevent;
 # retried this many times before giving up.
 LEASE_ATTEMPTS = 3
+# The pick's statement snapshot can predate a lease another transaction committed on the
+# same task just before our row lock was granted (its lease row is new; the task row did
+# not change, so PostgreSQL does not re-check the row). The slot count under the lock then
+# finds no free slot, and the pick runs again with a fresh snapshot. Rare: only tasks at
+# the head of the queue, taken within the same millisecond.
+PICK_ATTEMPTS = 10
 
 
 class InvalidSkip(LabelingError):
@@ -104,25 +110,26 @@ def _live_lease_of(*, project: Project, annotator: Any, now: datetime) -> Lease 
     return live
 
 
-def _free_slot(*, task: Task, overlap: int, now: datetime) -> int:
-    """End the expired leases of the (locked) task and return its lowest free slot."""
+def _free_slot(*, task: Task, overlap: int, now: datetime) -> int | None:
+    """End the expired leases of the (locked) task and return its lowest free slot, or
+    None when a lease committed since the pick's snapshot took the last one."""
     held = list(
         Lease.objects.filter(task=task, ended_at__isnull=True).values_list(
             "id", "slot", "expires_at"
         )
     )
     expired = [lease_id for lease_id, _, expires in held if expires <= now]
+    taken = {slot for _, slot, expires in held if expires > now}
+    if overlap > 1:
+        taken |= set(Annotation.objects.filter(task=task).values_list("slot", flat=True))
+    free = [slot for slot in range(overlap) if slot not in taken]
+    if not free:
+        return None
     if expired:
         Lease.objects.filter(pk__in=expired, ended_at__isnull=True).update(
             ended_at=now, end_reason=Lease.End.EXPIRED
         )
-    taken = {slot for _, slot, expires in held if expires > now}
-    if overlap > 1:
-        taken |= set(Annotation.objects.filter(task=task).values_list("slot", flat=True))
-    for slot in range(overlap):
-        if slot not in taken:
-            return slot
-    raise AssertionError(f"task {task.pk} was picked with no free slot")  # the pick guarantees one
+    return free[0]
 
 
 def task_lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
@@ -148,16 +155,21 @@ def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
         live = _live_lease_of(project=project, annotator=annotator, now=now)
         if live is not None:
             return LeaseGrant(lease=live, task=_task_for(live.task_id, project), renewed=True)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _pick_sql(for_update=connection.features.has_select_for_update_skip_locked),
-                {"project": project.pk, "user": annotator.pk, "now": now},
-            )
-            row = cursor.fetchone()
-        if row is None:
+        for _ in range(PICK_ATTEMPTS):
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _pick_sql(for_update=connection.features.has_select_for_update_skip_locked),
+                    {"project": project.pk, "user": annotator.pk, "now": now},
+                )
+                row = cursor.fetchone()
+            if row is None:
+                return None
+            task = _task_for(row[0], project)
+            slot = _free_slot(task=task, overlap=project.overlap, now=now)
+            if slot is not None:
+                break
+        else:
             return None
-        task = _task_for(row[0], project)
-        slot = _free_slot(task=task, overlap=project.overlap, now=now)
         lease = Lease.objects.create(
             task=task,
             project=project,

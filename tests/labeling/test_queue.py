@@ -168,3 +168,35 @@ def test_service_level_no_double_lease_under_repeated_calls(ops):
     held = [g for g in grants if g is not None]
     assert len(held) == 3 and len({g.task.pk for g in held}) == 3
     assert grants[3] is None and grants[4] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_leases_never_share_a_slot_nor_fail(ops):
+    """Many annotators asking at once, on real connections (PostgreSQL: SKIP LOCKED and
+    the pick race; SQLite: serialised writers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections
+
+    from tests.factories import UserFactory
+
+    people = [UserFactory(roles=["annotator"]) for _ in range(12)]
+    project, _ = make_project(ops, people, count=8, overlap=1)
+    if connection.vendor == "sqlite":
+        people = people[:4]  # one writer at a time: the point is correctness, not speed
+
+    def ask(person):
+        try:
+            grant = task_lease_next(project=project, annotator=person)
+            return None if grant is None else (grant.task.pk, grant.lease.slot)
+        finally:
+            connections.close_all()
+
+    for _ in range(3):
+        Lease.objects.all().delete()
+        with ThreadPoolExecutor(len(people)) as pool:
+            grants = list(pool.map(ask, people))
+        held = [g for g in grants if g is not None]
+        assert len(held) == min(8, len(people))
+        assert len(set(held)) == len(held)  # no (task, slot) twice
+        assert Lease.objects.filter(ended_at__isnull=True).count() == len(held)
