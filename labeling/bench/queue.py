@@ -30,7 +30,10 @@ load_seconds (dataset, project, tasks, users), migrate_seconds, vacuum_seconds,
 server_workers, server_threads, client_processes, and the CPU each side used per
 second of each phase (server = gunicorn, postgres = the bench database's backends,
 client = the annotator processes, machine = every process of the box, whoever runs it;
-1.0 = one core; machine_cores says how many there are).
+1.0 = one core; machine_cores says how many there are). The box may be shared, so the
+saturation phase also reports what one submit (with its lease) costs in CPU on each side,
+*_cpu_ms_per_submit, and cpu_bound_submits_per_s, the rate those costs allow on
+machine_cores cores with nothing else running: numbers that neighbours do not move.
 """
 
 from __future__ import annotations
@@ -168,6 +171,10 @@ def summary(result: dict[str, Any]) -> str:
             f"  CPU        server {result['saturation_server_cpu']:.2f}, postgres "
             f"{result['saturation_postgres_cpu']:.2f}, client "
             f"{result['saturation_client_cpu']:.2f} cores at saturation",
+            f"  CPU/submit server {result['server_cpu_ms_per_submit']:.1f} ms, postgres "
+            f"{result['postgres_cpu_ms_per_submit']:.1f} ms, client "
+            f"{result['client_cpu_ms_per_submit']:.1f} ms: {result['cpu_bound_submits_per_s']:.0f} "
+            f"submits/s if the {result['machine_cores']} cores were the bench's alone",
             f"  checks     {result['double_leases']} double leases, "
             f"{result['lost_submits']} lost submits",
             f"  load       {result['load_seconds']:.1f} s (+ migrate "
@@ -306,6 +313,12 @@ def run(
         "saturation_client_cpu": saturated.cpu("client"),
         "saturation_machine_cpu": saturated.cpu("machine"),
         "machine_cores": psutil.cpu_count(),
+        # Neighbours on the box move the rates; the CPU one submit (with its lease) costs
+        # does not, and says what the two cores could sustain with nothing else running.
+        "server_cpu_ms_per_submit": saturated.cpu_ms_per_submit("server"),
+        "postgres_cpu_ms_per_submit": saturated.cpu_ms_per_submit("postgres"),
+        "client_cpu_ms_per_submit": saturated.cpu_ms_per_submit("client"),
+        "cpu_bound_submits_per_s": saturated.cpu_bound_rate(psutil.cpu_count() or 1),
         "load_seconds": round(load_seconds, 1),
         "migrate_seconds": round(migrate_seconds, 1),
         "vacuum_seconds": round(vacuum_seconds, 1),
@@ -679,6 +692,17 @@ class _PhaseResult:
         if not self.wall_seconds:
             return 0.0
         return round(self.cpu_seconds.get(side, 0.0) / self.wall_seconds, 2)
+
+    def cpu_ms_per_submit(self, side: str) -> float:
+        """CPU milliseconds `side` spent per submit answered 2xx (its lease included)."""
+        submits = self.ok("submit")
+        return round(self.cpu_seconds.get(side, 0.0) * 1000 / submits, 2) if submits else 0.0
+
+    def cpu_bound_rate(self, cores: int) -> float:
+        """Submits per second `cores` would sustain if server, PostgreSQL and client had
+        them to themselves (their CPU per submit is the only limit)."""
+        per_submit = sum(self.cpu_ms_per_submit(side) for side in ("server", "postgres", "client"))
+        return round(cores * 1000 / per_submit, 1) if per_submit else 0.0
 
     def describe(self) -> str:
         errors = ", ".join(f"{k}: {v}" for k, v in self.errors().items()) or "no errors"
