@@ -8,12 +8,11 @@ presigned URLs.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw
 
+from labeling.management.commands.seed_demo import demo_scene_png
 from labeling.models import Annotation, AnnotationRevision, Project, Task
 from labeling.services.projects import project_create, project_tasks_create
 from tests.factories import PASSWORD, UserFactory, dataset_with_items
@@ -28,23 +27,9 @@ BOX_SCHEMA = {
 NER_SCHEMA = {"type": "ner", "labels": [{"name": "PER"}, {"name": "ORG"}, {"name": "LOC"}]}
 TEXT = "Alice moved to Paris in 2019 and joined Acme Corp as an engineer."
 IMAGE_SIZE = (640, 480)
-
-
-def scene_png(width: int, height: int, seed: int) -> bytes:
-    """A street-ish picture: sky, road and a few coloured shapes to draw boxes around."""
-    image = Image.new("RGB", (width, height), (150, 190, 230))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((0, height * 0.55, width, height), fill=(90, 90, 96))
-    draw.rectangle((0, height * 0.75, width, height * 0.78), fill=(230, 230, 230))
-    shift = seed * 37 % 120
-    draw.rounded_rectangle((60 + shift, 250, 260 + shift, 340), radius=18, fill=(200, 40, 40))
-    draw.ellipse((90 + shift, 320, 140 + shift, 370), fill=(25, 25, 25))
-    draw.ellipse((190 + shift, 320, 240 + shift, 370), fill=(25, 25, 25))
-    draw.rectangle((430, 180, 470, 330), fill=(240, 170, 60))
-    draw.ellipse((428, 140, 472, 184), fill=(240, 200, 160))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+# Where demo_scene_png(0) draws the car (with its wheels) and the person: x0, y0, x1, y1.
+CAR = (40, 244, 250, 364)
+PERSON = (418, 140, 462, 330)
 
 
 def make_project(ops: Any, members: list[Any], *, kind: str, schema: dict, contents: list[bytes]):
@@ -105,7 +90,7 @@ def test_annotator_draws_two_boxes_labels_them_by_key_and_submits_with_enter(
         [ann],
         kind="image",
         schema=BOX_SCHEMA,
-        contents=[scene_png(*IMAGE_SIZE, seed) for seed in range(2)],
+        contents=[demo_scene_png(seed, IMAGE_SIZE) for seed in range(2)],
     )
 
     # The list shows the project to its member; Annotate opens the annotator.
@@ -128,13 +113,13 @@ def test_annotator_draws_two_boxes_labels_them_by_key_and_submits_with_enter(
 
     # The car: "1" picks its label (the first label is active already).
     page.keyboard.press("1")
-    drag(page, at(60, 240), at(270, 375))
+    drag(page, at(*CAR[:2]), at(*CAR[2:]))
     page.wait_for_function(
         "() => document.getElementById('annotator').annotator.app.regions.length === 1"
     )
     # The person: drawn with the active label (car), then its key relabels it.
     page.wait_for_timeout(100)
-    drag(page, at(420, 130), at(480, 335))
+    drag(page, at(*PERSON[:2]), at(*PERSON[2:]))
     page.wait_for_function(
         "() => document.getElementById('annotator').annotator.app.regions.length === 2"
     )
@@ -143,6 +128,11 @@ def test_annotator_draws_two_boxes_labels_them_by_key_and_submits_with_enter(
     drawn = regions(page)
     assert [r["value"]["rectanglelabels"] for r in drawn] == [["car"], ["person"]]
     assert page.locator("#regions li.region").count() == 2
+    # A click on a box selects it (for its key, Delete, arrows); outside, deselects.
+    page.mouse.click(*at(CAR[0] + 100, CAR[1] + 40))
+    page.wait_for_selector("#regions li.region.selected >> text=1. car")
+    page.mouse.click(*at(600, 40))
+    page.wait_for_selector("#regions li.region.selected", state="detached")
     screenshot("labeling-02-image-two-boxes")
 
     # Enter submits; the next task comes in without a page load.
@@ -160,9 +150,7 @@ def test_annotator_draws_two_boxes_labels_them_by_key_and_submits_with_enter(
     assert [r["type"] for r in result] == ["rectanglelabels", "rectanglelabels"]
     assert [r["value"]["rectanglelabels"] for r in result] == [["car"], ["person"]]
     width, height = IMAGE_SIZE
-    for region, (x0, y0, x1, y1) in zip(
-        result, [(60, 240, 270, 375), (420, 130, 480, 335)], strict=True
-    ):
+    for region, (x0, y0, x1, y1) in zip(result, [CAR, PERSON], strict=True):
         v = region["value"]
         assert v["x"] >= 0
         assert v["y"] >= 0
@@ -257,7 +245,7 @@ def test_a_refused_submit_shows_the_errors_and_keeps_the_task(live_server, page,
     ops = UserFactory(username="olga", roles=["ops"])
     ann = UserFactory(username="anna", roles=["annotator"])
     project, _ = make_project(
-        ops, [ann], kind="image", schema=BOX_SCHEMA, contents=[scene_png(*IMAGE_SIZE, 3)]
+        ops, [ann], kind="image", schema=BOX_SCHEMA, contents=[demo_scene_png(3, IMAGE_SIZE)]
     )
 
     log_in(page, live_server, "anna", f"/projects/{project.pk}/annotate")
@@ -291,7 +279,7 @@ def test_ops_write_a_schema_see_its_errors_and_preview_and_create_the_project(
     ops = UserFactory(username="olga", roles=["ops"])
     UserFactory(username="anna", roles=["annotator"])
     dataset, _ = dataset_with_items(
-        owner=ops, kind="image", contents=[scene_png(320, 240, 1)], name="Street scenes"
+        owner=ops, kind="image", contents=[demo_scene_png(1, (320, 240))], name="Street scenes"
     )
 
     log_in(page, live_server, "olga", "/projects/")
@@ -346,3 +334,133 @@ def test_ops_write_a_schema_see_its_errors_and_preview_and_create_the_project(
     assert "0 of 1 task" in page.locator(".progress-head").inner_text()
     assert page.locator(".counts li").first.inner_text().split() == ["1", "tasks", "open"]
     screenshot("labeling-11-project-dashboard")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pre_annotations_undo_redo_and_a_draft_that_survives_a_reload(
+    live_server, page, screenshot
+):
+    from labeling.models import Draft
+    from labeling.services.predictions import predictions_import
+
+    ops = UserFactory(username="olga", roles=["ops"])
+    ann = UserFactory(username="anna", roles=["annotator"])
+    project, items = make_project(
+        ops, [ann], kind="image", schema=BOX_SCHEMA, contents=[demo_scene_png(0, IMAGE_SIZE)]
+    )
+    x0, y0, x1, y1 = CAR
+    predicted = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "rectanglelabels": ["car"]}
+    predictions_import(
+        project=project,
+        rows=[
+            {
+                "item": items[0].pk,
+                "model_name": "detector-v2",
+                "score": 0.9,
+                "result": [{"type": "rectanglelabels", "value": predicted}],
+            }
+        ],
+    )
+
+    log_in(page, live_server, "anna", f"/projects/{project.pk}/annotate")
+    task_id = wait_for_task(page)
+    assert "detector-v2" in page.locator("#notice").inner_text()
+    assert len(regions(page)) == 1
+
+    # Keyboard: select the box, delete it, undo, redo, undo.
+    page.keyboard.press("]")
+    page.keyboard.press("Delete")
+    assert regions(page) == []
+    page.keyboard.press("Control+z")
+    assert len(regions(page)) == 1
+    page.keyboard.press("Control+Shift+z")
+    assert regions(page) == []
+    page.keyboard.press("Control+z")
+    assert [r["value"]["rectanglelabels"] for r in regions(page)] == [["car"]]
+
+    # n adds a box in the middle of the view; "2" makes it a person; arrows move it.
+    page.keyboard.press("Escape")
+    page.keyboard.press("n")
+    page.keyboard.press("2")
+    added = regions(page)[1]["value"]
+    page.keyboard.press("Shift+ArrowRight")
+    page.keyboard.press("ArrowDown")
+    moved = regions(page)[1]["value"]
+    assert (moved["x"], moved["y"]) == (added["x"] + 10, added["y"] + 1)
+    assert moved["rectanglelabels"] == ["person"]
+
+    # The draft is saved by itself, and comes back after a reload.
+    page.wait_for_function(
+        "() => document.getElementById('save-status').textContent.startsWith('Draft saved')"
+    )
+    draft = Draft.objects.get(task_id=int(task_id), annotator=ann)
+    assert len(draft.result) == 2
+    page.reload()
+    assert wait_for_task(page) == task_id
+    assert "Restored your draft" in page.locator("#notice").inner_text()
+    assert [r["value"] for r in regions(page)] == [predicted, moved]
+    screenshot("labeling-12-draft-restored")
+
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#annotator[data-state=empty]")
+    revision = AnnotationRevision.objects.get(annotation__task_id=int(task_id))
+    assert [r["value"] for r in revision.result] == [predicted, moved]
+    assert not Draft.objects.filter(task_id=int(task_id)).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_keypoints_by_click_and_choices_by_key(live_server, page, screenshot):
+    ops = UserFactory(username="olga", roles=["ops"])
+    ann = UserFactory(username="anna", roles=["annotator"])
+    points, _ = make_project(
+        ops,
+        [ann],
+        kind="image",
+        schema={"type": "keypoint", "labels": [{"name": "head"}, {"name": "wheel"}]},
+        contents=[demo_scene_png(0, IMAGE_SIZE)],
+    )
+    topics, _ = make_project(
+        ops,
+        [ann],
+        kind="text",
+        schema={
+            "type": "text_class",
+            "multiple": True,
+            "labels": [{"name": "people"}, {"name": "travel"}, {"name": "money"}],
+        },
+        contents=[TEXT.encode()],
+    )
+
+    log_in(page, live_server, "anna", f"/projects/{points.pk}/annotate")
+    task_id = wait_for_task(page)
+    box = page.locator("img.task-image").bounding_box()
+    scale = box["width"] / IMAGE_SIZE[0]
+    page.mouse.click(box["x"] + 440 * scale, box["y"] + 162 * scale)  # the head
+    page.keyboard.press("2")  # the active label is wheel from now on
+    page.keyboard.press("1")  # and the head is a head again
+    page.keyboard.press("Escape")
+    page.keyboard.press("2")
+    page.mouse.click(box["x"] + 65 * scale, box["y"] + 339 * scale)  # a wheel
+    assert page.locator(".kp").count() == 2
+    screenshot("labeling-13-keypoints")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#annotator[data-state=empty]")
+    result = AnnotationRevision.objects.get(annotation__task_id=int(task_id)).result
+    assert [r["value"]["keypointlabels"] for r in result] == [["head"], ["wheel"]]
+    assert abs(result[0]["value"]["x"] - 440) <= 2 and abs(result[0]["value"]["y"] - 162) <= 2
+
+    page.goto(f"{live_server.url}/projects/{topics.pk}/annotate")
+    task_id = wait_for_task(page)
+    page.keyboard.press("1")
+    page.keyboard.press("2")
+    page.keyboard.press("3")
+    page.keyboard.press("3")  # toggled off again
+    assert page.locator(".label-btn[aria-pressed=true]").all_inner_texts() == [
+        "people\n1",
+        "travel\n2",
+    ]
+    screenshot("labeling-14-text-classification")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#annotator[data-state=empty]")
+    result = AnnotationRevision.objects.get(annotation__task_id=int(task_id)).result
+    assert [r["value"] for r in result] == [{"choices": ["people", "travel"]}]

@@ -331,3 +331,36 @@ def test_reviewers_see_per_annotator_counts(client, ops, annotator, annotator2):
     ProjectMember.objects.create(project=project, user=annotator2, role="reviewer")
     client.force_login(annotator2)
     assert "<h2>Annotators</h2>" in html(client.get(f"/projects/{project.pk}/"))
+
+
+# --- demo data --------------------------------------------------------------------------
+
+
+def test_seed_demo_makes_a_box_and_an_entity_project_to_label_once(settings, tmp_path, client):
+    from django.core.management import call_command
+
+    from labeling.models import Prediction, Task
+
+    settings.VAR_DIR = tmp_path
+    call_command("seed_demo", "--force")  # the test runner turns DEBUG off
+    call_command("seed_demo", "--force")  # and again: nothing new
+    boxes = Project.objects.get(name="Demo: cars and people")
+    entities = Project.objects.get(name="Demo: named entities")
+    assert boxes.schema_revision.schema["type"] == "bbox"
+    assert entities.schema_revision.schema["type"] == "ner"
+    assert Task.objects.filter(project=boxes).count() == boxes.dataset.item_count == 8
+    assert Task.objects.filter(project=entities).count() == entities.dataset.item_count == 8
+    assert Prediction.objects.filter(project=boxes).count() == 2
+    for project in (boxes, entities):
+        members = dict(project.memberships.values_list("user__username", "role"))
+        assert members == {
+            "annotator1": "annotator",
+            "annotator2": "annotator",
+            "reviewer": "reviewer",
+        }
+    client.login(
+        username="annotator1",
+        password=json.loads((tmp_path / "demo-users.json").read_text())["annotator1"],
+    )
+    page = html(client.get("/projects/"))
+    assert "Demo: cars and people" in page and "Demo: named entities" in page

@@ -1,7 +1,10 @@
-"""`python manage.py seed_demo`: create the demo users (idempotent) and print them."""
+"""`python manage.py seed_demo`: create the demo users, and demo data to label: an image
+dataset with a bounding-box project and a text dataset with an entity (NER) project,
+annotator1 and annotator2 their annotators. Idempotent: a second run changes nothing."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -13,9 +16,19 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from PIL import Image, ImageDraw
 
+from datasets.models import Dataset
+from datasets.services.assets import asset_blob_put, asset_inspect, assets_record
+from datasets.services.datasets import dataset_counters_add, dataset_create
+from datasets.services.items import ItemRow, items_add
+from datasets.services.thumbnails import thumbnails_submit
 from labeling import roles
+from labeling.models import Project
+from labeling.services.predictions import predictions_import
+from labeling.services.projects import Member, project_create, project_tasks_create
 from labeling.services.roles import roles_ensure
+from storage.errors import StorageUnavailable
 
 # username -> (role group, is_superuser)
 DEMO_USERS: dict[str, tuple[str, bool]] = {
@@ -31,10 +44,214 @@ def credentials_path() -> Path:
     return Path(settings.VAR_DIR) / "demo-users.json"
 
 
+# --- demo data --------------------------------------------------------------------------
+
+DEMO_OWNER = "ops"
+DEMO_ANNOTATORS = ("annotator1", "annotator2")
+DEMO_REVIEWER = "reviewer"
+DEMO_IMAGE_COUNT = 8
+DEMO_IMAGE_SIZE = (640, 480)
+DEMO_TEXTS = (
+    "Alice Martin moved to Paris in 2019 and joined Acme Corp as a data engineer.",
+    "The Red Cross opened a field hospital near Kharkiv on Tuesday, officials said.",
+    "Satya Nadella spoke at Microsoft Build in Seattle about new AI tools.",
+    "Heavy rain closed the A7 motorway between Lyon and Marseille overnight.",
+    "Dr. Amara Okafor of the University of Lagos won the 2024 Africa Science Prize.",
+    "Toyota will build a battery plant in North Carolina, the company announced.",
+    "Greta and Jonas hiked from Zermatt to Saas-Fee over three days in August.",
+    "The European Central Bank kept rates unchanged at its Frankfurt meeting.",
+)
+DEMO_BOX_SCHEMA: dict[str, Any] = {
+    "type": "bbox",
+    "labels": [
+        {"name": "car", "color": "#e6194b"},
+        {"name": "person", "color": "#3cb44b"},
+        {"name": "traffic sign", "color": "#4363d8"},
+    ],
+    "attributes": [{"name": "occluded", "type": "bool", "default": False}],
+}
+DEMO_NER_SCHEMA: dict[str, Any] = {
+    "type": "ner",
+    "labels": [
+        {"name": "PER", "color": "#e6194b"},
+        {"name": "ORG", "color": "#4363d8"},
+        {"name": "LOC", "color": "#3cb44b"},
+    ],
+}
+DEMO_BOX_INSTRUCTIONS = """\
+## Boxes
+Draw a **tight** box around every *car*, *person* and *traffic sign* you can see.
+
+- Include the parts hidden behind something else, and tick **occluded**.
+- Ignore objects smaller than 10 pixels.
+- Nothing to label? Skip the task with the reason "nothing to label".
+"""
+DEMO_NER_INSTRUCTIONS = """\
+## Entities
+Mark every name of a **person** (PER), **organisation** (ORG) and **place** (LOC).
+
+- Titles are not part of a name: in "Dr. Amara Okafor" mark "Amara Okafor".
+- Mark the whole name once: "University of Lagos" is one ORG.
+"""
+
+
+def demo_scene_png(seed: int, size: tuple[int, int] = DEMO_IMAGE_SIZE) -> bytes:
+    """A small street scene (sky, road, a car, a person, a sign) that moves with `seed`,
+    so each image has something to draw boxes around and its own content hash."""
+    width, height = size
+    image = Image.new("RGB", size, (150 + seed * 7 % 60, 190, 230))
+    draw = ImageDraw.Draw(image)
+    horizon = int(height * 0.55)
+    draw.rectangle((0, horizon, width, height), fill=(90, 90, 96))
+    draw.rectangle((0, int(height * 0.75), width, int(height * 0.78)), fill=(230, 230, 230))
+    shift = seed * 37 % 160
+    car = (40 + shift, horizon - 20, 250 + shift, horizon + 70)
+    draw.rounded_rectangle(car, radius=18, fill=((200 + seed * 40) % 256, 40, 40 + seed * 20 % 120))
+    for wheel_x in (car[0] + 30, car[2] - 80):
+        draw.ellipse((wheel_x, car[3] - 20, wheel_x + 50, car[3] + 30), fill=(25, 25, 25))
+    person_x = 420 - seed * 23 % 90
+    draw.rectangle((person_x, 180, person_x + 40, 330), fill=(240, 170, 60))
+    draw.ellipse((person_x - 2, 140, person_x + 42, 184), fill=(240, 200, 160))
+    if seed % 2 == 0:
+        draw.rectangle((560, 150, 566, horizon + 20), fill=(120, 120, 120))
+        draw.regular_polygon((563, 140, 28), 8, fill=(210, 30, 30))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _dataset_ensure(*, owner: Any, name: str, kind: str, description: str) -> Any:
+    found = Dataset.objects.filter(created_by=owner, name=name).first()
+    return found or dataset_create(created_by=owner, name=name, kind=kind, description=description)
+
+
+def _items_ensure(dataset: Any, files: list[tuple[str, bytes]]) -> list[int]:
+    """Store the files and add them as items (as an import would, without its job);
+    return the item ids in order. Items already there are left as they are."""
+    facts = [asset_inspect(content, kind=dataset.kind) for _, content in files]
+    for (_, content), fact in zip(files, facts, strict=True):
+        asset_blob_put(content, fact)
+    assets_record(facts)
+    with transaction.atomic():
+        outcomes = items_add(
+            dataset=dataset,
+            rows=[
+                ItemRow(key=n, external_id=name, sha256=fact.sha256)
+                for n, ((name, _), fact) in enumerate(zip(files, facts, strict=True))
+            ],
+        )
+        created = [o.key for o in outcomes if o.status == "created"]
+        dataset_counters_add(
+            dataset_id=dataset.pk,
+            items=len(created),
+            size=sum(facts[n].size for n in created),
+        )
+        if created:
+            thumbnails_submit(sha256s=[facts[n].sha256 for n in created])
+    return [o.item_id for o in outcomes if o.item_id is not None]
+
+
+def _project_ensure(
+    *, owner: Any, name: str, dataset: Any, schema: dict[str, Any], instructions: str
+) -> Any:
+    project = Project.objects.filter(name=name, dataset=dataset).first()
+    if project is None:
+        members = [Member(username) for username in DEMO_ANNOTATORS]
+        members.append(Member(DEMO_REVIEWER, "reviewer"))
+        project = project_create(
+            created_by=owner,
+            name=name,
+            dataset=dataset,
+            label_schema=schema,
+            instructions=instructions,
+            description="Made by seed_demo to try the annotator.",
+            members=members,
+        )
+    # What the project's tasks job does (it runs too, and finds nothing left): the demo
+    # is ready to label as soon as the command returns.
+    project_tasks_create(project=project)
+    return project
+
+
+def _box_predictions(project: Any, item_ids: list[int]) -> None:
+    """Pre-annotations of the first two images, as a model would send them: annotators
+    start from these boxes and correct them."""
+    rows = []
+    for seed, item_id in enumerate(item_ids[:2]):
+        shift = seed * 37 % 160
+        rows.append(
+            {
+                "item": item_id,
+                "model_name": "demo-detector-v1",
+                "score": 0.8 - seed * 0.1,
+                "result": [
+                    {
+                        "type": "rectanglelabels",
+                        "value": {
+                            "x": 40 + shift,
+                            "y": 244,
+                            "width": 212,
+                            "height": 120,
+                            "rectanglelabels": ["car"],
+                        },
+                    }
+                ],
+            }
+        )
+    predictions_import(project=project, rows=rows)
+
+
+def demo_data_ensure() -> list[str]:
+    """Create the demo datasets and projects that are missing; return what exists."""
+    User = get_user_model()
+    owner = User.objects.get(username=DEMO_OWNER)
+    images = _dataset_ensure(
+        owner=owner,
+        name="Demo street scenes",
+        kind="image",
+        description="Drawn by seed_demo: cars, people and signs to draw boxes around.",
+    )
+    image_ids = _items_ensure(
+        images, [(f"street-{n:02d}.png", demo_scene_png(n)) for n in range(DEMO_IMAGE_COUNT)]
+    )
+    boxes = _project_ensure(
+        owner=owner,
+        name="Demo: cars and people",
+        dataset=images,
+        schema=DEMO_BOX_SCHEMA,
+        instructions=DEMO_BOX_INSTRUCTIONS,
+    )
+    _box_predictions(boxes, image_ids)
+    texts = _dataset_ensure(
+        owner=owner,
+        name="Demo news snippets",
+        kind="text",
+        description="Short sentences by seed_demo, full of names.",
+    )
+    _items_ensure(
+        texts, [(f"snippet-{n:02d}.txt", text.encode()) for n, text in enumerate(DEMO_TEXTS)]
+    )
+    entities = _project_ensure(
+        owner=owner,
+        name="Demo: named entities",
+        dataset=texts,
+        schema=DEMO_NER_SCHEMA,
+        instructions=DEMO_NER_INSTRUCTIONS,
+    )
+    images.refresh_from_db()
+    texts.refresh_from_db()
+    return [
+        f"{images.name} ({images.item_count} images) -> project {boxes.name!r} (/projects/{boxes.pk}/)",
+        f"{texts.name} ({texts.item_count} texts) -> project {entities.name!r} "
+        f"(/projects/{entities.pk}/)",
+    ]
+
+
 class Command(BaseCommand):
     help = (
         "Create the demo users (admin, ops, reviewer, two annotators) with random "
-        "passwords kept in VAR_DIR/demo-users.json, and print them. Idempotent."
+        "passwords kept in VAR_DIR/demo-users.json, and print them; then a demo image "
+        "dataset with a box project and a text dataset with an entity project. Idempotent."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -42,6 +259,11 @@ class Command(BaseCommand):
             "--force",
             action="store_true",
             help="allow seeding with DEBUG off (never on a real deployment)",
+        )
+        parser.add_argument(
+            "--users-only",
+            action="store_true",
+            help="create the demo users only, no demo datasets or projects",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -77,3 +299,14 @@ class Command(BaseCommand):
         self.stdout.write(f"Demo users (also in {path}):")
         for username, (role, _) in DEMO_USERS.items():
             self.stdout.write(f"  {username:<11} {role:<10} password: {saved[username]}")
+        if options["users_only"]:
+            return
+        try:
+            made = demo_data_ensure()
+        except StorageUnavailable as exc:
+            # The users are what a first look needs; the data can come on the next run.
+            self.stderr.write(f"No demo data: the object store is not answering ({exc}).")
+            return
+        self.stdout.write("Demo data (annotator1 and annotator2 label it):")
+        for line in made:
+            self.stdout.write(f"  {line}")

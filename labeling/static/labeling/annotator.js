@@ -1086,6 +1086,8 @@
         next.push(region);
       }
       const onlyUpdates = !changes.created.length && !changes.deleted.length;
+      // A shape just drawn is the selected region at once: its label key may come next.
+      if (fresh.length) app.selectedId = fresh[fresh.length - 1].id;
       commit(next, { render: false, coalesce: onlyUpdates ? `edit:${changes.updated.map((u) => u.newValue.id).join(",")}` : null });
       if (fresh.length || drop.length) {
         // Outside the store's notification: give the new shapes their label, drop the
@@ -1107,25 +1109,24 @@
     anno.state.store.observe((event) => {
       if (!applying) collect(event.changes);
     });
-    anno.on("selectionChanged", (annotations) => {
-      if (annotations.length && annotations[0].id !== app.selectedId) select(annotations[0].id, { fromWidget: true });
+    // A shape the user clicked becomes the selected region. Only user selections carry
+    // their pointer event: the selection Annotorious makes of a shape just drawn (which
+    // this page ends at once, to keep drawing) does not, and is not followed.
+    const unsubscribe = anno.state.selection.subscribe((state) => {
+      if (!state || !state.event || !state.selected || !state.selected.length) return;
+      const id = state.selected[0].id;
+      if (id !== app.selectedId) select(id, { fromWidget: true });
     });
-    // A click on the image outside every shape deselects (Annotorious clears its own
-    // selection; ours follows unless the click hit a shape).
+    // A click on the image outside every shape deselects.
     let down = null;
-    let lastShapeClick = 0;
-    anno.on("clickAnnotation", () => {
-      lastShapeClick = performance.now();
-    });
     const onDown = (e) => {
       down = { x: e.clientX, y: e.clientY };
     };
     const onUp = (e) => {
-      if (!down || Math.hypot(e.clientX - down.x, e.clientY - down.y) > 4 || e.button !== 0) return;
-      const at = performance.now();
-      setTimeout(() => {
-        if (lastShapeClick < at - 50 && tool === "rectangle" && app.selectedId) select(null, { fromWidget: true });
-      }, 60);
+      if (!down || e.button !== 0 || Math.hypot(e.clientX - down.x, e.clientY - down.y) > 4) return;
+      if (tool !== "rectangle" || !app.selectedId) return; // polygon clicks place points
+      const p = view.clientToImage(e.clientX, e.clientY);
+      if (!anno.state.store.getAt(p.x, p.y, undefined, 2)) select(null, { fromWidget: true });
     };
     anno.element.addEventListener("pointerdown", onDown);
     anno.element.addEventListener("pointerup", onUp);
@@ -1162,6 +1163,7 @@
         (svg || ui.stage).focus({ preventScroll: true });
       },
       destroy() {
+        unsubscribe();
         anno.element.removeEventListener("pointerdown", onDown);
         anno.element.removeEventListener("pointerup", onUp);
         anno.destroy();
@@ -1340,6 +1342,7 @@
         next.push(region);
       }
       const onlyUpdates = !changes.created.length && !changes.deleted.length;
+      if (fresh.length) app.selectedId = fresh[fresh.length - 1].id;
       commit(next, { render: false, coalesce: onlyUpdates ? `span:${changes.updated.map((u) => u.newValue.id).join(",")}` : null });
       if (fresh.length || drop.length) {
         setTimeout(() => {
@@ -1577,10 +1580,10 @@
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "hidden") saveDraft({ keepalive: true });
     });
-    window.addEventListener("pagehide", () => {
-      saveDraft({ keepalive: true });
-      releaseLease({ keepalive: true });
-    });
+    // The lease is kept when the page goes: a reload asks for the next task again and
+    // gets the same lease back (the API renews a live one); a closed tab holds the slot
+    // until the lease expires. Releasing here would race with the reload's request.
+    window.addEventListener("pagehide", () => saveDraft({ keepalive: true }));
     // The page's state for tests and for people reading the DOM.
     root.annotator = { app, submit, undo, redo, select, pressLabel, loadNext, goBack };
     loadNext();
