@@ -464,3 +464,49 @@ def test_keypoints_by_click_and_choices_by_key(live_server, page, screenshot):
     page.wait_for_selector("#annotator[data-state=empty]")
     result = AnnotationRevision.objects.get(annotation__task_id=int(task_id)).result
     assert [r["value"] for r in result] == [{"choices": ["people", "travel"]}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_polygon_by_clicks_and_zoom_keeps_image_coordinates(live_server, page, screenshot):
+    ops = UserFactory(username="olga", roles=["ops"])
+    ann = UserFactory(username="anna", roles=["annotator"])
+    project, _ = make_project(
+        ops,
+        [ann],
+        kind="image",
+        schema={"type": "polygon", "labels": [{"name": "road"}, {"name": "sky"}]},
+        contents=[demo_scene_png(0, IMAGE_SIZE)],
+    )
+    log_in(page, live_server, "anna", f"/projects/{project.pk}/annotate")
+    task_id = wait_for_task(page)
+    page.wait_for_function("() => document.querySelector('.canvas-wrap svg') !== null")
+
+    # Zoom in twice (around the middle), then draw: coordinates stay in image pixels.
+    page.keyboard.press("+")
+    page.keyboard.press("+")
+    assert page.locator("#zoom-level").inner_text() != "100%"
+    corners = [(300, 280), (380, 280), (380, 340), (300, 340)]
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        box = page.locator("img.task-image").bounding_box()
+        scale = box["width"] / IMAGE_SIZE[0]
+        return box["x"] + x * scale, box["y"] + y * scale
+
+    for corner in corners:
+        page.mouse.click(*at(*corner))
+        page.wait_for_timeout(60)
+    page.mouse.click(*at(*corners[0]))  # back on the first point closes it
+    page.wait_for_function(
+        "() => document.getElementById('annotator').annotator.app.regions.length === 1"
+    )
+    screenshot("labeling-15-polygon-zoomed")
+    page.keyboard.press("0")  # fit again
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#annotator[data-state=empty]")
+    (region,) = AnnotationRevision.objects.get(annotation__task_id=int(task_id)).result
+    assert region["type"] == "polygonlabels"
+    assert region["value"]["polygonlabels"] == ["road"]
+    points = region["value"]["points"]
+    assert len(points) == 4
+    for (x, y), (ex, ey) in zip(points, corners, strict=True):
+        assert abs(x - ex) <= 2 and abs(y - ey) <= 2

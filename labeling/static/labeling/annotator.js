@@ -1050,7 +1050,9 @@
     };
     const anno = Annotorious.createImageAnnotator(view.img, {
       drawingEnabled: true,
-      drawingMode: "drag",
+      // Boxes: press, drag, release. Polygons: a click per point, closed by a click on
+      // the first (in drag mode a polygon's first edge would have to be dragged).
+      drawingMode: tool === "polygon" ? "click" : "drag",
       userSelectAction: "EDIT",
       style,
     });
