@@ -146,7 +146,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(lv_bench_queue)",
     )
     parser.add_argument(
-        "--keep", action="store_true", help="keep the bench database (and print its name)"
+        "--keep",
+        action="store_true",
+        help="keep the bench database and the server's log (their names go to stderr)",
+    )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        help="write every request as a JSON line [phase, kind, ended_at, ms, status] here",
     )
 
 
@@ -197,6 +205,7 @@ def run(
     client_processes: int = 2,
     database: str = "lv_bench_queue",
     keep: bool = False,
+    trace: Path | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; raise CommandError when something it needs is missing or fails."""
     saturation_annotators = saturation_annotators or annotators
@@ -273,6 +282,13 @@ def run(
             saturated = _PhaseResult(seconds=0.0)
         server.stop()
         server.check_log(log)
+
+        if trace is not None:
+            with open(trace, "w") as fh:
+                for name, phase_result in (("one", first), ("saturation", saturated)):
+                    for request in phase_result.requests:
+                        fh.write(json.dumps([name, *request]) + "\n")
+            log(f"wrote {len(first.requests) + len(saturated.requests)} requests to {trace}")
 
         double_leases = _double_leases(loaded.project_id)
         lost_submits = _lost_submits(first.submits + saturated.submits, log=log)
