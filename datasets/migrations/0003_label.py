@@ -5,25 +5,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('datasets', '0002_browsing_counters_thumbnails'),
+        ("datasets", "0002_browsing_counters_thumbnails"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Label',
+            name="Label",
             fields=[
-                ('item', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='label', serialize=False, to='datasets.item')),
-                ('value', models.JSONField()),
-                ('schema_hash', models.CharField(max_length=64)),
-                ('source', models.CharField(max_length=100)),
-                ('provenance', models.JSONField(default=dict)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='datasets.dataset')),
+                (
+                    "item",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="label",
+                        serialize=False,
+                        to="datasets.item",
+                    ),
+                ),
+                ("value", models.JSONField()),
+                ("schema_hash", models.CharField(max_length=64)),
+                ("source", models.CharField(max_length=100)),
+                ("provenance", models.JSONField(default=dict)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="datasets.dataset",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['dataset', 'item'], name='label_dataset_item')],
+                "indexes": [models.Index(fields=["dataset", "item"], name="label_dataset_item")],
             },
         ),
     ]
