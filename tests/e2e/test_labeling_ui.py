@@ -510,3 +510,21 @@ def test_a_polygon_by_clicks_and_zoom_keeps_image_coordinates(live_server, page,
     assert len(points) == 4
     for (x, y), (ex, ey) in zip(points, corners, strict=True):
         assert abs(x - ex) <= 2 and abs(y - ey) <= 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_page_renews_its_lease_while_the_task_is_open(live_server, page, settings):
+    from labeling.models import Lease
+
+    settings.LABELING_LEASE_SECONDS = 25  # a heartbeat every 5 s
+    ops = UserFactory(username="olga", roles=["ops"])
+    ann = UserFactory(username="anna", roles=["annotator"])
+    project, _ = make_project(ops, [ann], kind="text", schema=NER_SCHEMA, contents=[TEXT.encode()])
+    log_in(page, live_server, "anna", f"/projects/{project.pk}/annotate")
+    wait_for_task(page)
+    lease = Lease.objects.get(annotator=ann, ended_at__isnull=True)
+    first_expiry = lease.expires_at
+    page.wait_for_timeout(6_000)
+    lease.refresh_from_db()
+    assert lease.ended_at is None
+    assert lease.expires_at > first_expiry

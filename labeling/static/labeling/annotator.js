@@ -1437,16 +1437,25 @@
   }
 
   function onKeyDown(event) {
-    if (ui.skipDialog.open) return; // the dialog's own keys (Escape closes it)
     const target = event.target;
     const typing = isTyping(target);
     const ctrl = event.ctrlKey || event.metaKey;
     const key = event.key;
     const lower = key.length === 1 ? key.toLowerCase() : key;
+    if (ui.skipDialog.open) {
+      // The dialog's own keys (Escape closes it); no shape is undone behind it.
+      if (ctrl && ["z", "y"].includes(lower)) event.stopPropagation();
+      return;
+    }
 
     if (ctrl && !event.altKey) {
       if (key === "Enter") return handled(event), submit();
-      if (typing) return;
+      if (typing) {
+        // The field undoes its own text; Annotorious (listening on the document) must
+        // not undo a shape as well.
+        if (["z", "y"].includes(lower)) event.stopPropagation();
+        return;
+      }
       if (lower === "z" && !event.shiftKey) return handled(event), undo();
       if ((lower === "z" && event.shiftKey) || lower === "y") return handled(event), redo();
       // Select-all would become one span over the whole text (the text annotator turns
