@@ -127,6 +127,12 @@ def test_annotator_draws_two_boxes_labels_them_by_key_and_submits_with_enter(
     page.wait_for_timeout(150)
     drawn = regions(page)
     assert [r["value"]["rectanglelabels"] for r in drawn] == [["car"], ["person"]]
+    # The canvas shows the same labels (their colours come from them).
+    shown = page.evaluate(
+        "() => document.getElementById('annotator').annotator.app.widget.anno.getAnnotations()"
+        ".map(a => a.bodies.map(b => b.value))"
+    )
+    assert shown == [["car"], ["person"]]
     assert page.locator("#regions li.region").count() == 2
     # A click on a box selects it (for its key, Delete, arrows); outside, deselects.
     page.mouse.click(*at(CAR[0] + 100, CAR[1] + 40))

@@ -1097,8 +1097,10 @@
         setTimeout(() => {
           apply(() => {
             drop.forEach((id) => anno.removeAnnotation(id));
-            fresh.forEach((region) => {
-              if (anno.getAnnotationById(region.id)) anno.updateAnnotation(S.toAnnotorious(region));
+            // The region as it is now: a label key may have come in the meantime.
+            fresh.forEach(({ id }) => {
+              const region = app.regions.find((r) => r.id === id);
+              if (region && anno.getAnnotationById(id)) anno.updateAnnotation(S.toAnnotorious(region));
             });
           });
           if (fresh.length) {
@@ -1350,8 +1352,9 @@
         setTimeout(() => {
           apply(() => {
             drop.forEach((id) => r6o.removeAnnotation(id));
-            fresh.forEach((region) => {
-              if (r6o.getAnnotationById(region.id)) r6o.updateAnnotation(S.toRecogito(region, offsets, text));
+            fresh.forEach(({ id }) => {
+              const region = app.regions.find((r) => r.id === id);
+              if (region && r6o.getAnnotationById(id)) r6o.updateAnnotation(S.toRecogito(region, offsets, text));
             });
           });
           if (fresh.length) select(fresh[fresh.length - 1].id, { fromWidget: true });
