@@ -19,6 +19,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from datasets.errors import DatasetError
 from labeling.errors import LabelingError, LeaseLost, NotAllowed
+from labeling.services.queue import QueueBusy
 from storage.errors import ContentMismatch, ObjectNotFound, StorageUnavailable
 
 # Domain exception class -> (HTTP status, default error code). Subclasses inherit.
@@ -31,6 +32,7 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     # The lease ended and its slot may be someone else's now: a conflict, not bad input.
     (LeaseLost, 409, "lease_lost"),
     (NotAllowed, 403, "forbidden"),
+    (QueueBusy, 503, "queue_busy"),
     # Every other labeling error is about the request (InvalidSchema, InvalidAnnotation...).
     (LabelingError, 400, "invalid"),
 ]

@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from datasets.models import Dataset
 from datasets.selectors import dataset_get_for_user
 from labeling import selectors
-from labeling.models import Annotation, Lease, Prediction, Project, ProjectMember, Task
+from labeling.models import Annotation, Lease, Project, ProjectMember, Task
 from labeling.services import annotations, predictions, projects, queue
 from storage.keys import blob_key
 from storage.services import presign_get
@@ -113,7 +113,7 @@ def task_shape(task: Task, *, user: Any, mine: bool = True) -> dict[str, Any]:
     item = task.item
     asset = item.asset
     text = annotations.task_text(task) if asset.media_type.startswith("text/") else None
-    draft = annotations.draft_get(task=task, annotator=user)
+    extras = selectors.task_extras(task=task, annotator=user)
     mine = (
         Annotation.objects.filter(task=task, annotator=user)
         .prefetch_related("revisions__created_by", "revisions__schema_revision")
@@ -122,7 +122,6 @@ def task_shape(task: Task, *, user: Any, mine: bool = True) -> dict[str, Any]:
         else None
     )
     latest = max(mine.revisions.all(), key=lambda r: r.number) if mine else None
-    progress = selectors.project_progress(project=project, annotator=user)
     return {
         "id": task.pk,
         "project": project.pk,
@@ -142,19 +141,17 @@ def task_shape(task: Task, *, user: Any, mine: bool = True) -> dict[str, Any]:
             "number": project.schema_revision.number,
             "schema": project.schema_revision.schema,
         },
-        "draft": draft.result if draft else None,
-        "predictions": [
-            {"model_name": p.model_name, "score": p.score, "result": p.result}
-            for p in Prediction.objects.filter(project=project, item=item).order_by(
-                "-score", "model_name"
-            )
-        ],
+        "draft": extras.draft,
+        "predictions": extras.predictions,
         "annotation": (
             {"id": mine.pk, "slot": mine.slot, "revision": _revision_shape(latest)}
             if mine and latest
             else None
         ),
-        "progress": {"done_today": progress.done_today, "remaining": progress.remaining},
+        "progress": {
+            "done_today": extras.done_today,
+            "remaining": max(project.task_count - project.done_count, 0),
+        },
     }
 
 
@@ -178,15 +175,9 @@ def _require_annotator(request: Request, project: Project) -> None:
 def _task_or_404(request: Request, task_id: int) -> Task:
     """The task if the user may see it: ops/admins any, members of its project theirs."""
     try:
-        task = selectors.task_get(task_id=task_id)
+        return selectors.task_get_for_user(user=request.user, task_id=task_id)
     except Task.DoesNotExist:
         raise Http404(f"No task {task_id}.") from None
-    user = request.user
-    if not selectors.user_manages_projects(user) and (
-        selectors.member_role(user=user, project=task.project) is None
-    ):
-        raise Http404(f"No task {task_id}.")
-    return task
 
 
 class ProjectPagination(CursorPagination):

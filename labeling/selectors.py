@@ -8,15 +8,17 @@ leak. Lists are keyset paginated (datasets.selectors.Page).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db import connection
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from datasets.selectors import user_manages_datasets
-from labeling.models import Annotation, Project, ProjectMember, Task
+from labeling.models import Annotation, Draft, Prediction, Project, ProjectMember, Task
 
 # Texts longer than this (UTF-8 bytes) cannot be labelled with spans: the annotator's
 # page holds the whole text, and offsets into a truncated text would be wrong.
@@ -38,9 +40,52 @@ def project_visible_to(user: Any) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user)
 
 
+def _my_role(user: Any, project_ref: str) -> Subquery:
+    return Subquery(
+        ProjectMember.objects.filter(project=OuterRef(project_ref), user=user).values("role")[:1]
+    )
+
+
 def project_get_for_user(*, user: Any, project_id: int) -> Project:
-    """The project if `user` may see it; Project.DoesNotExist otherwise."""
-    return project_visible_to(user).select_related("schema_revision", "dataset").get(pk=project_id)
+    """The project if `user` may see it; Project.DoesNotExist otherwise.
+
+    One query for a member (the project with their role, kept for member_role); ops and
+    admins who are not members cost one more (their groups)."""
+    if not getattr(user, "is_authenticated", False):
+        raise Project.DoesNotExist
+    project = (
+        Project.objects.select_related("schema_revision", "dataset")
+        .annotate(my_role=_my_role(user, "pk"))
+        .get(pk=project_id)
+    )
+    _remember_role(user, project.pk, project.my_role)
+    if project.my_role is None and not user_manages_projects(user):
+        raise Project.DoesNotExist
+    return project
+
+
+def task_get_for_user(*, user: Any, task_id: int) -> Task:
+    """The task (with item, asset, project and schema revision) if `user` may see it:
+    members of its project and ops/admins; Task.DoesNotExist otherwise. One query for a
+    member."""
+    if not getattr(user, "is_authenticated", False):
+        raise Task.DoesNotExist
+    task = (
+        Task.objects.select_related("item__asset", "project__schema_revision")
+        .annotate(my_role=_my_role(user, "project_id"))
+        .get(pk=task_id)
+    )
+    _remember_role(user, task.project_id, task.my_role)
+    if task.my_role is None and not user_manages_projects(user):
+        raise Task.DoesNotExist
+    return task
+
+
+def _remember_role(user: Any, project_id: int, role: str | None) -> None:
+    cache = getattr(user, "_project_roles", None)
+    if cache is None:
+        cache = user._project_roles = {}
+    cache[project_id] = role
 
 
 def member_role(*, user: Any, project: Project) -> str | None:
@@ -96,8 +141,47 @@ def annotator_counts(*, project: Project) -> list[dict[str, Any]]:
     )
 
 
-def task_get(*, task_id: int) -> Task:
-    return Task.objects.select_related("item__asset", "project__schema_revision").get(pk=task_id)
+@dataclass(frozen=True)
+class TaskExtras:
+    draft: list[dict[str, Any]] | None
+    done_today: int
+    predictions: list[dict[str, Any]]
+
+
+def task_extras(*, task: Task, annotator: Any) -> TaskExtras:
+    """What an annotator's page adds to a task: their draft, how many tasks they did
+    today, the predictions of its item (best first). One query, two with predictions."""
+    draft = Draft._meta.db_table
+    annotation = Annotation._meta.db_table
+    prediction = Prediction._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT result FROM {draft} WHERE task_id = %s AND annotator_id = %s), "  # noqa: S608
+            f"(SELECT count(*) FROM {annotation} WHERE annotator_id = %s AND project_id = %s "
+            "AND updated_at >= %s), "
+            f"(SELECT count(*) FROM {prediction} WHERE project_id = %s AND item_id = %s)",
+            [
+                task.pk,
+                annotator.pk,
+                annotator.pk,
+                task.project_id,
+                connection.ops.adapt_datetimefield_value(start_of_today()),
+                task.project_id,
+                task.item_id,
+            ],
+        )
+        raw_draft, done_today, prediction_count = cursor.fetchone()
+    if isinstance(raw_draft, str | bytes):  # SQLite returns JSON as text
+        raw_draft = json.loads(raw_draft)
+    predictions = []
+    if prediction_count:
+        predictions = [
+            {"model_name": p.model_name, "score": p.score, "result": p.result}
+            for p in Prediction.objects.filter(
+                project_id=task.project_id, item_id=task.item_id
+            ).order_by(F("score").desc(nulls_last=True), "model_name")
+        ]
+    return TaskExtras(draft=raw_draft, done_today=done_today, predictions=predictions)
 
 
 def annotator_history(

@@ -44,6 +44,13 @@ class InvalidSkip(LabelingError):
     code = "invalid_skip"
 
 
+class QueueBusy(LabelingError):
+    """Every task the pick found was taken by a concurrent lease (PICK_ATTEMPTS times in a
+    row); asking again works. (503)"""
+
+    code = "queue_busy"
+
+
 def lease_seconds() -> int:
     return int(settings.LABELING_LEASE_SECONDS)
 
@@ -88,46 +95,63 @@ def _task_for(task_id: int, project: Project) -> Task:
     return task
 
 
-def _live_lease_of(*, project: Project, annotator: Any, now: datetime) -> Lease | None:
-    """The annotator's live lease in the project, renewed; their expired unended ones are
-    ended on the way."""
-    mine = list(
-        Lease.objects.select_for_update()
-        .filter(project=project, annotator=annotator, ended_at__isnull=True)
-        .order_by("id")
+def _db_time(value: datetime) -> Any:
+    """A datetime as a raw-SQL parameter (SQLite stores naive UTC text)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _renew_mine(*, project: Project, annotator: Any, now: datetime) -> Lease | None:
+    """Renew and return the annotator's live lease in the project, if any (one
+    statement)."""
+    expires = now + timedelta(seconds=lease_seconds())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Lease._meta.db_table} SET expires_at = %s "  # noqa: S608
+            "WHERE project_id = %s AND annotator_id = %s AND ended_at IS NULL "
+            "AND expires_at > %s RETURNING id, task_id, slot",
+            [_db_time(expires), project.pk, annotator.pk, _db_time(now)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    lease_id, task_id, slot = row
+    return Lease(
+        pk=lease_id,
+        task_id=task_id,
+        project=project,
+        slot=slot,
+        annotator=annotator,
+        leased_at=now,
+        expires_at=expires,
     )
-    live = None
-    for lease in mine:
-        if lease.expires_at > now and live is None:
-            live = lease
-        else:
-            lease.ended_at = now
-            lease.end_reason = Lease.End.EXPIRED if lease.expires_at <= now else Lease.End.RELEASED
-            lease.save(update_fields=["ended_at", "end_reason"])
-    if live is not None:
-        live.expires_at = now + timedelta(seconds=lease_seconds())
-        live.save(update_fields=["expires_at"])
-    return live
 
 
-def _free_slot(*, task: Task, overlap: int, now: datetime) -> int | None:
+def _free_slot(*, cursor: Any, task_id: int, overlap: int, now: datetime) -> int | None:
     """End the expired leases of the (locked) task and return its lowest free slot, or
     None when a lease committed since the pick's snapshot took the last one."""
-    held = list(
-        Lease.objects.filter(task=task, ended_at__isnull=True).values_list(
-            "id", "slot", "expires_at"
-        )
+    lease = Lease._meta.db_table
+    cursor.execute(
+        f"SELECT id, slot, expires_at > %s FROM {lease} "  # noqa: S608
+        "WHERE task_id = %s AND ended_at IS NULL",
+        [_db_time(now), task_id],
     )
-    expired = [lease_id for lease_id, _, expires in held if expires <= now]
-    taken = {slot for _, slot, expires in held if expires > now}
+    held = cursor.fetchall()
+    expired = [lease_id for lease_id, _, live in held if not live]
+    taken = {slot for _, slot, live in held if live}
     if overlap > 1:
-        taken |= set(Annotation.objects.filter(task=task).values_list("slot", flat=True))
+        cursor.execute(
+            f"SELECT slot FROM {Annotation._meta.db_table} WHERE task_id = %s",  # noqa: S608
+            [task_id],
+        )
+        taken |= {slot for (slot,) in cursor.fetchall()}
     free = [slot for slot in range(overlap) if slot not in taken]
     if not free:
         return None
     if expired:
-        Lease.objects.filter(pk__in=expired, ended_at__isnull=True).update(
-            ended_at=now, end_reason=Lease.End.EXPIRED
+        cursor.execute(
+            f"UPDATE {lease} SET ended_at = %s, end_reason = %s "  # noqa: S608
+            f"WHERE ended_at IS NULL AND id IN ({', '.join(['%s'] * len(expired))})",
+            [_db_time(now), Lease.End.EXPIRED, *expired],
         )
     return free[0]
 
@@ -139,6 +163,8 @@ def task_lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
 
     An annotator holds at most one lease per project: asking again (a reloaded page)
     returns the same lease, renewed. Membership is the caller's check. Transactional.
+    The statements are plain SQL: this runs for every task an annotator opens, and the
+    ORM's per-query cost (~0.4 ms of CPU here, against ~0.05 ms raw) was most of it.
     """
     for attempt in range(LEASE_ATTEMPTS):
         try:
@@ -151,34 +177,42 @@ def task_lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
 
 def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
     now = timezone.now()
-    with transaction.atomic(durable=True):
-        live = _live_lease_of(project=project, annotator=annotator, now=now)
-        if live is not None:
-            return LeaseGrant(lease=live, task=_task_for(live.task_id, project), renewed=True)
+    mine = _renew_mine(project=project, annotator=annotator, now=now)
+    if mine is not None:
+        return LeaseGrant(lease=mine, task=_task_for(mine.task_id, project), renewed=True)
+    expires = now + timedelta(seconds=lease_seconds())
+    pick = _pick_sql(for_update=connection.features.has_select_for_update_skip_locked)
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
         for _ in range(PICK_ATTEMPTS):
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    _pick_sql(for_update=connection.features.has_select_for_update_skip_locked),
-                    {"project": project.pk, "user": annotator.pk, "now": now},
-                )
-                row = cursor.fetchone()
+            cursor.execute(
+                pick, {"project": project.pk, "user": annotator.pk, "now": _db_time(now)}
+            )
+            row = cursor.fetchone()
             if row is None:
                 return None
-            task = _task_for(row[0], project)
-            slot = _free_slot(task=task, overlap=project.overlap, now=now)
+            slot = _free_slot(cursor=cursor, task_id=row[0], overlap=project.overlap, now=now)
             if slot is not None:
                 break
         else:
-            return None
-        lease = Lease.objects.create(
-            task=task,
-            project=project,
-            slot=slot,
-            annotator=annotator,
-            leased_at=now,
-            expires_at=now + timedelta(seconds=lease_seconds()),
+            raise QueueBusy("Other annotators took every task this one was offered; ask again.")
+        task_id = row[0]
+        cursor.execute(
+            f"INSERT INTO {Lease._meta.db_table} "  # noqa: S608
+            "(task_id, project_id, slot, annotator_id, leased_at, expires_at, end_reason) "
+            "VALUES (%s, %s, %s, %s, %s, %s, '') RETURNING id",
+            [task_id, project.pk, slot, annotator.pk, _db_time(now), _db_time(expires)],
         )
-    return LeaseGrant(lease=lease, task=task, renewed=False)
+        (lease_id,) = cursor.fetchone()
+    lease = Lease(
+        pk=lease_id,
+        task_id=task_id,
+        project=project,
+        slot=slot,
+        annotator=annotator,
+        leased_at=now,
+        expires_at=expires,
+    )
+    return LeaseGrant(lease=lease, task=_task_for(task_id, project), renewed=False)
 
 
 def lease_heartbeat(*, lease_id: int, annotator: Any) -> Lease:

@@ -230,3 +230,18 @@ def test_draft_autosave_and_restore(image_project, annotator):
     assert again["task"]["draft"][0]["value"]["x"] == 3
     assert submit(api, task, lease_id, [box()]).status_code == 201
     assert not Draft.objects.exists()  # submitted: the draft is gone
+
+
+def test_the_submit_sql_names_the_real_tables():
+    from labeling.models import Lease, Project
+    from labeling.models import Draft as DraftModel
+
+    names = {
+        Task: "labeling_task",
+        Lease: "labeling_lease",
+        Annotation: "labeling_annotation",
+        AnnotationRevision: "labeling_annotationrevision",
+        DraftModel: "labeling_draft",
+        Project: "labeling_project",
+    }
+    assert {model._meta.db_table for model in names} == set(names.values())
