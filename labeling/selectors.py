@@ -14,11 +14,21 @@ from datetime import datetime, time
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, F, OuterRef, QuerySet, Subquery
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
+from datasets.models import Asset, Item
 from datasets.selectors import user_manages_datasets
-from labeling.models import Annotation, Draft, Prediction, Project, ProjectMember, Task
+from labeling.models import (
+    Annotation,
+    Draft,
+    Prediction,
+    Project,
+    ProjectMember,
+    SchemaRevision,
+    Task,
+)
+from labeling.rows import Columns
 
 # Texts longer than this (UTF-8 bytes) cannot be labelled with spans: the annotator's
 # page holds the whole text, and offsets into a truncated text would be wrong.
@@ -40,24 +50,39 @@ def project_visible_to(user: Any) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user)
 
 
-def _my_role(user: Any, project_ref: str) -> Subquery:
-    return Subquery(
-        ProjectMember.objects.filter(project=OuterRef(project_ref), user=user).values("role")[:1]
-    )
+_ROLE_SQL = (
+    "(SELECT m.role FROM labeling_projectmember m WHERE m.project_id = p.id AND m.user_id = %s)"
+)
+_PROJECT_COLUMNS = Columns(Project, "p") + Columns(SchemaRevision, "s")
+_TASK_COLUMNS = Columns(Task, "t") + Columns(Item, "i") + Columns(Asset, "a") + _PROJECT_COLUMNS
+_TASK_FROM = (
+    "FROM labeling_task t JOIN datasets_item i ON i.id = t.item_id "
+    "JOIN datasets_asset a ON a.sha256 = i.asset_id "
+    "JOIN labeling_project p ON p.id = t.project_id "
+    "JOIN labeling_schemarevision s ON s.id = p.schema_revision_id"
+)
 
 
 def project_get_for_user(*, user: Any, project_id: int) -> Project:
-    """The project if `user` may see it; Project.DoesNotExist otherwise.
+    """The project (with its schema revision) if `user` may see it;
+    Project.DoesNotExist otherwise.
 
-    One query for a member (the project with their role, kept for member_role); ops and
-    admins who are not members cost one more (their groups)."""
+    One query for a member, with their role (kept for member_role); ops and admins who
+    are not members cost one more (their groups). Hand-written SQL: every lease asks."""
     if not getattr(user, "is_authenticated", False):
         raise Project.DoesNotExist
-    project = (
-        Project.objects.select_related("schema_revision", "dataset")
-        .annotate(my_role=_my_role(user, "pk"))
-        .get(pk=project_id)
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_PROJECT_COLUMNS.sql}, {_ROLE_SQL} FROM labeling_project p "  # noqa: S608
+            "JOIN labeling_schemarevision s ON s.id = p.schema_revision_id WHERE p.id = %s",
+            [user.pk, project_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Project.DoesNotExist
+    project, revision = _PROJECT_COLUMNS.build(row)
+    project.schema_revision = revision
+    project.my_role = row[-1]
     _remember_role(user, project.pk, project.my_role)
     if project.my_role is None and not user_manages_projects(user):
         raise Project.DoesNotExist
@@ -67,17 +92,40 @@ def project_get_for_user(*, user: Any, project_id: int) -> Project:
 def task_get_for_user(*, user: Any, task_id: int) -> Task:
     """The task (with item, asset, project and schema revision) if `user` may see it:
     members of its project and ops/admins; Task.DoesNotExist otherwise. One query for a
-    member."""
+    member (hand-written: every submit asks)."""
     if not getattr(user, "is_authenticated", False):
         raise Task.DoesNotExist
-    task = (
-        Task.objects.select_related("item__asset", "project__schema_revision")
-        .annotate(my_role=_my_role(user, "project_id"))
-        .get(pk=task_id)
-    )
-    _remember_role(user, task.project_id, task.my_role)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_TASK_COLUMNS.sql}, {_ROLE_SQL} {_TASK_FROM} WHERE t.id = %s",  # noqa: S608
+            [user.pk, task_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Task.DoesNotExist
+    task, item, asset, project, revision = _TASK_COLUMNS.build(row)
+    item.asset = asset
+    project.schema_revision = revision
+    task.item = item
+    task.project = project
+    task.my_role = row[-1]
+    _remember_role(user, project.pk, task.my_role)
     if task.my_role is None and not user_manages_projects(user):
         raise Task.DoesNotExist
+    return task
+
+
+def task_with_item(*, task_id: int, project: Project) -> Task:
+    """The task with its item and asset, under the caller's project (the queue's lease
+    answer)."""
+    columns = _TASK_COLUMNS
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns.sql} {_TASK_FROM} WHERE t.id = %s", [task_id])  # noqa: S608
+        row = cursor.fetchone()
+    task, item, asset, _, _ = columns.build(row)
+    item.asset = asset
+    task.item = item
+    task.project = project
     return task
 
 

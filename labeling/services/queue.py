@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from labeling.errors import LabelingError, LeaseLost
 from labeling.models import Annotation, Lease, Project, Skip, Task
+from labeling.selectors import task_with_item
 
 SKIP_REASON_MAX = 500
 # A unique-index conflict on a slot can only come from a race the locks should prevent;
@@ -90,9 +91,7 @@ def _pick_sql(*, for_update: bool) -> str:
 
 def _task_for(task_id: int, project: Project) -> Task:
     """The task with what its page shows (item, asset) and the caller's project."""
-    task = Task.objects.select_related("item__asset").get(pk=task_id)
-    task.project = project
-    return task
+    return task_with_item(task_id=task_id, project=project)
 
 
 def _db_time(value: datetime) -> Any:

@@ -129,3 +129,24 @@ def test_openapi_schema_and_swagger_ui(client):
     bundle = re.search(rb'src="([^"]*swagger-ui-bundle\.js)"', docs.content).group(1).decode()
     assert bundle.startswith("/static/drf_spectacular_sidecar/")
     assert finders.find(bundle.removeprefix("/static/"))
+
+
+@pytest.mark.django_db
+def test_token_authentication_reads_the_user_and_refuses_bad_or_inactive():
+    from rest_framework.authtoken.models import Token
+
+    user = UserFactory(roles=["annotator"])
+    token = Token.objects.create(user=user)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    me = api.get("/api/v1/me")
+    assert me.status_code == 200 and me.json()["username"] == user.username
+    assert me.json()["roles"] == ["annotator"]
+    api.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
+    response = api.get("/api/v1/me")
+    assert response.status_code == 401 and response.json()["detail"] == "Invalid token."
+    user.is_active = False
+    user.save()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    response = api.get("/api/v1/me")
+    assert response.status_code == 401 and "inactive" in response.json()["detail"]
