@@ -7,11 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import connection
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
-from labeling.rows import Columns
+from labeling.rows import Columns, sql_row
 
 _USER_COLUMNS: Columns | None = None
 
@@ -29,13 +28,11 @@ class TokenAuthentication(authentication.TokenAuthentication):
     def authenticate_credentials(self, key: str) -> tuple[Any, Token]:
         columns = _user_columns()
         user_table = get_user_model()._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT {columns.sql} FROM {Token._meta.db_table} t "  # noqa: S608
-                f"JOIN {user_table} u ON u.id = t.user_id WHERE t.key = %s",
-                [key],
-            )
-            row = cursor.fetchone()
+        row = sql_row(
+            f"SELECT {columns.sql} FROM {Token._meta.db_table} t "  # noqa: S608
+            f"JOIN {user_table} u ON u.id = t.user_id WHERE t.key = %s",
+            [key],
+        )
         if row is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
         (user,) = columns.build(row)

@@ -28,7 +28,7 @@ from labeling.models import (
     SchemaRevision,
     Task,
 )
-from labeling.rows import Columns
+from labeling.rows import Columns, sql_row
 
 # Texts longer than this (UTF-8 bytes) cannot be labelled with spans: the annotator's
 # page holds the whole text, and offsets into a truncated text would be wrong.
@@ -71,13 +71,11 @@ def project_get_for_user(*, user: Any, project_id: int) -> Project:
     are not members cost one more (their groups). Hand-written SQL: every lease asks."""
     if not getattr(user, "is_authenticated", False):
         raise Project.DoesNotExist
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {_PROJECT_COLUMNS.sql}, {_ROLE_SQL} FROM labeling_project p "  # noqa: S608
-            "JOIN labeling_schemarevision s ON s.id = p.schema_revision_id WHERE p.id = %s",
-            [user.pk, project_id],
-        )
-        row = cursor.fetchone()
+    row = sql_row(
+        f"SELECT {_PROJECT_COLUMNS.sql}, {_ROLE_SQL} FROM labeling_project p "  # noqa: S608
+        "JOIN labeling_schemarevision s ON s.id = p.schema_revision_id WHERE p.id = %s",
+        [user.pk, project_id],
+    )
     if row is None:
         raise Project.DoesNotExist
     project, revision = _PROJECT_COLUMNS.build(row)
@@ -95,12 +93,10 @@ def task_get_for_user(*, user: Any, task_id: int) -> Task:
     member (hand-written: every submit asks)."""
     if not getattr(user, "is_authenticated", False):
         raise Task.DoesNotExist
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {_TASK_COLUMNS.sql}, {_ROLE_SQL} {_TASK_FROM} WHERE t.id = %s",  # noqa: S608
-            [user.pk, task_id],
-        )
-        row = cursor.fetchone()
+    row = sql_row(
+        f"SELECT {_TASK_COLUMNS.sql}, {_ROLE_SQL} {_TASK_FROM} WHERE t.id = %s",  # noqa: S608
+        [user.pk, task_id],
+    )
     if row is None:
         raise Task.DoesNotExist
     task, item, asset, project, revision = _TASK_COLUMNS.build(row)
@@ -119,9 +115,8 @@ def task_with_item(*, task_id: int, project: Project) -> Task:
     """The task with its item and asset, under the caller's project (the queue's lease
     answer)."""
     columns = _TASK_COLUMNS
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns.sql} {_TASK_FROM} WHERE t.id = %s", [task_id])  # noqa: S608
-        row = cursor.fetchone()
+    row = sql_row(f"SELECT {columns.sql} {_TASK_FROM} WHERE t.id = %s", [task_id])  # noqa: S608
+    assert row is not None, f"task {task_id} vanished under its lease"
     task, item, asset, _, _ = columns.build(row)
     item.asset = asset
     task.item = item
@@ -202,23 +197,23 @@ def task_extras(*, task: Task, annotator: Any) -> TaskExtras:
     draft = Draft._meta.db_table
     annotation = Annotation._meta.db_table
     prediction = Prediction._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT (SELECT result FROM {draft} WHERE task_id = %s AND annotator_id = %s), "  # noqa: S608
-            f"(SELECT count(*) FROM {annotation} WHERE annotator_id = %s AND project_id = %s "
-            "AND updated_at >= %s), "
-            f"(SELECT count(*) FROM {prediction} WHERE project_id = %s AND item_id = %s)",
-            [
-                task.pk,
-                annotator.pk,
-                annotator.pk,
-                task.project_id,
-                connection.ops.adapt_datetimefield_value(start_of_today()),
-                task.project_id,
-                task.item_id,
-            ],
-        )
-        raw_draft, done_today, prediction_count = cursor.fetchone()
+    row = sql_row(
+        f"SELECT (SELECT result FROM {draft} WHERE task_id = %s AND annotator_id = %s), "  # noqa: S608
+        f"(SELECT count(*) FROM {annotation} WHERE annotator_id = %s AND project_id = %s "
+        "AND updated_at >= %s), "
+        f"(SELECT count(*) FROM {prediction} WHERE project_id = %s AND item_id = %s)",
+        [
+            task.pk,
+            annotator.pk,
+            annotator.pk,
+            task.project_id,
+            connection.ops.adapt_datetimefield_value(start_of_today()),
+            task.project_id,
+            task.item_id,
+        ],
+    )
+    assert row is not None
+    raw_draft, done_today, prediction_count = row
     if isinstance(raw_draft, str | bytes):  # SQLite returns JSON as text
         raw_draft = json.loads(raw_draft)
     predictions = []

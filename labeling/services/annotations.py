@@ -34,6 +34,7 @@ from labeling.models import (
     Task,
 )
 from labeling.results import result_validate
+from labeling.rows import sql_row, sql_rows
 from labeling.schema import schema_media_kind
 
 IDEMPOTENCY_KEY_MAX = 100
@@ -163,7 +164,17 @@ def annotation_submit(
             return earlier
         draft_save(task=task, annotator=annotator, result=clean)
         raise
-    except IntegrityError:
+    except IntegrityError as exc:
+        if "annotation_per_annotator" in str(exc):
+            # A lease on a task this annotator already annotated (not handed out by the
+            # queue, but a client may send one): the submit edits their annotation.
+            return annotation_submit(
+                task=task,
+                annotator=annotator,
+                result=clean,
+                lead_time_ms=lead_time,
+                idempotency_key=key,
+            )
         # A re-sent submit: its key is taken (the unique index on (user, key), checked
         # by the insert instead of a lookup before every submit), so nothing was stored
         # and the first submit's revision is the answer.
@@ -198,61 +209,54 @@ def _submit(
     now = timezone.now()
     # Table names written out (Django's defaults, asserted by a test), so the SQL reads as
     # it runs.
-    with transaction.atomic(durable=True), connection.cursor() as cursor:
-        # An edit of my annotation: the row lock of this UPDATE orders concurrent edits.
-        cursor.execute(
-            "UPDATE labeling_annotation SET revision_count = revision_count + 1, updated_at = %s "
-            "WHERE task_id = %s AND annotator_id = %s "
-            "RETURNING id, slot, revision_count, created_at",
-            [_db_time(now), task.pk, annotator.pk],
-        )
-        edited = cursor.fetchone()
+    with transaction.atomic(durable=True):
+        # A submit with a lease makes the annotation; one without edits it (going back).
+        # The row lock of the edit's UPDATE orders concurrent edits.
+        edited = None
+        if lease_id is None:
+            edited = sql_row(
+                "UPDATE labeling_annotation SET revision_count = revision_count + 1, "
+                "updated_at = %s WHERE task_id = %s AND annotator_id = %s "
+                "RETURNING id, slot, revision_count",
+                [_db_time(now), task.pk, annotator.pk],
+            )
         finished = False
         if edited is not None:
-            annotation_id, slot, number, created_at = edited
-            if lease_id is not None:
-                cursor.execute(
-                    "UPDATE labeling_lease SET ended_at = %s, end_reason = %s "
-                    "WHERE id = %s AND annotator_id = %s AND ended_at IS NULL",
-                    [_db_time(now), Lease.End.SUBMITTED, lease_id, annotator.pk],
-                )
-            cursor.execute("SELECT status FROM labeling_task WHERE id = %s", [task.pk])
-            (status,) = cursor.fetchone()
+            annotation_id, slot, number = edited
+            created_at = None
+            (status,) = sql_row("SELECT status FROM labeling_task WHERE id = %s", [task.pk])
         else:
-            cursor.execute(
+            row = sql_row(
                 "UPDATE labeling_task SET remaining = remaining - 1, updated_at = %s, "
                 "status = CASE WHEN remaining = 1 THEN 'done' ELSE 'open' END "
                 "WHERE id = %s AND remaining > 0 RETURNING status",
                 [_db_time(now), task.pk],
             )
-            row = cursor.fetchone()
             if lease_id is None:
                 raise LeaseLost(
                     "Submitting a new annotation needs the lease from the queue "
                     "(POST /api/v1/projects/{id}/next); send its id as `lease`.",
                     field="lease",
                 )
-            cursor.execute(
+            held = sql_row(
                 "UPDATE labeling_lease SET ended_at = %s, end_reason = %s "
                 "WHERE id = %s AND annotator_id = %s AND task_id = %s AND ended_at IS NULL "
                 "RETURNING slot",
                 [_db_time(now), Lease.End.SUBMITTED, lease_id, annotator.pk, task.pk],
             )
-            held = cursor.fetchone()
             if row is None or held is None:
                 raise _lease_lost(lease_id=lease_id, annotator=annotator, task=task)
             (status,) = row
             (slot,) = held
             finished = status == Task.Status.DONE
-            cursor.execute(
+            (annotation_id,) = sql_row(
                 "INSERT INTO labeling_annotation (task_id, slot, annotator_id, project_id, "
                 "revision_count, created_at, updated_at) VALUES (%s, %s, %s, %s, 1, %s, %s) "
                 "RETURNING id",
                 [task.pk, slot, annotator.pk, project.pk, _db_time(now), _db_time(now)],
             )
-            (annotation_id,) = cursor.fetchone()
             number, created_at = 1, now
-        cursor.execute(
+        (revision_id,) = sql_row(
             "INSERT INTO labeling_annotationrevision (annotation_id, number, result, schema_revision_id, "
             "created_by_id, created_at, lead_time_ms, idempotency_key) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
@@ -267,8 +271,7 @@ def _submit(
                 key,
             ],
         )
-        (revision_id,) = cursor.fetchone()
-        cursor.execute(
+        sql_rows(
             "DELETE FROM labeling_draft WHERE task_id = %s AND annotator_id = %s",
             [task.pk, annotator.pk],
         )
@@ -304,7 +307,7 @@ def _submit(
             )
         if finished:
             # Last statement before commit: the project row is every finishing submit's.
-            cursor.execute(
+            sql_rows(
                 "UPDATE labeling_project SET done_count = done_count + 1 WHERE id = %s",
                 [project.pk],
             )

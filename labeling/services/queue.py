@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from labeling.errors import LabelingError, LeaseLost
 from labeling.models import Annotation, Lease, Project, Skip, Task
+from labeling.rows import sql_row, sql_rows
 from labeling.selectors import task_with_item
 
 SKIP_REASON_MAX = 500
@@ -103,14 +104,12 @@ def _renew_mine(*, project: Project, annotator: Any, now: datetime) -> Lease | N
     """Renew and return the annotator's live lease in the project, if any (one
     statement)."""
     expires = now + timedelta(seconds=lease_seconds())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Lease._meta.db_table} SET expires_at = %s "  # noqa: S608
-            "WHERE project_id = %s AND annotator_id = %s AND ended_at IS NULL "
-            "AND expires_at > %s RETURNING id, task_id, slot",
-            [_db_time(expires), project.pk, annotator.pk, _db_time(now)],
-        )
-        row = cursor.fetchone()
+    row = sql_row(
+        "UPDATE labeling_lease SET expires_at = %s "
+        "WHERE project_id = %s AND annotator_id = %s AND ended_at IS NULL "
+        "AND expires_at > %s RETURNING id, task_id, slot",
+        [_db_time(expires), project.pk, annotator.pk, _db_time(now)],
+    )
     if row is None:
         return None
     lease_id, task_id, slot = row
@@ -125,33 +124,29 @@ def _renew_mine(*, project: Project, annotator: Any, now: datetime) -> Lease | N
     )
 
 
-def _free_slot(*, cursor: Any, task_id: int, overlap: int, now: datetime) -> int | None:
+def _free_slot(*, task_id: int, overlap: int, now: datetime) -> int | None:
     """End the expired leases of the (locked) task and return its lowest free slot, or
     None when a lease committed since the pick's snapshot took the last one."""
-    lease = Lease._meta.db_table
-    cursor.execute(
-        f"SELECT id, slot, expires_at > %s FROM {lease} "  # noqa: S608
+    held = sql_rows(
+        "SELECT id, slot, expires_at > %s FROM labeling_lease "
         "WHERE task_id = %s AND ended_at IS NULL",
         [_db_time(now), task_id],
     )
-    held = cursor.fetchall()
     expired = [lease_id for lease_id, _, live in held if not live]
     taken = {slot for _, slot, live in held if live}
     if overlap > 1:
-        cursor.execute(
-            f"SELECT slot FROM {Annotation._meta.db_table} WHERE task_id = %s",  # noqa: S608
-            [task_id],
-        )
-        taken |= {slot for (slot,) in cursor.fetchall()}
+        rows = sql_rows("SELECT slot FROM labeling_annotation WHERE task_id = %s", [task_id])
+        taken |= {slot for (slot,) in rows}
     free = [slot for slot in range(overlap) if slot not in taken]
     if not free:
         return None
     if expired:
-        cursor.execute(
-            f"UPDATE {lease} SET ended_at = %s, end_reason = %s "  # noqa: S608
-            f"WHERE ended_at IS NULL AND id IN ({', '.join(['%s'] * len(expired))})",
-            [_db_time(now), Lease.End.EXPIRED, *expired],
-        )
+        for lease_id in expired:  # one at most, but for a task with overlap > 1
+            sql_rows(
+                "UPDATE labeling_lease SET ended_at = %s, end_reason = %s "
+                "WHERE ended_at IS NULL AND id = %s",
+                [_db_time(now), Lease.End.EXPIRED, lease_id],
+            )
     return free[0]
 
 
@@ -174,6 +169,10 @@ def task_lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
     return None  # unreachable
 
 
+def _pick(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    return sql_row(sql, {**params, "now": _db_time(params["now"])})
+
+
 def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
     now = timezone.now()
     mine = _renew_mine(project=project, annotator=annotator, now=now)
@@ -181,27 +180,25 @@ def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
         return LeaseGrant(lease=mine, task=_task_for(mine.task_id, project), renewed=True)
     expires = now + timedelta(seconds=lease_seconds())
     pick = _pick_sql(for_update=connection.features.has_select_for_update_skip_locked)
-    with transaction.atomic(durable=True), connection.cursor() as cursor:
+    with transaction.atomic(durable=True):
         for _ in range(PICK_ATTEMPTS):
-            cursor.execute(
-                pick, {"project": project.pk, "user": annotator.pk, "now": _db_time(now)}
-            )
-            row = cursor.fetchone()
+            row = _pick(pick, {"project": project.pk, "user": annotator.pk, "now": now})
             if row is None:
                 return None
-            slot = _free_slot(cursor=cursor, task_id=row[0], overlap=project.overlap, now=now)
+            slot = _free_slot(task_id=row[0], overlap=project.overlap, now=now)
             if slot is not None:
                 break
         else:
             raise QueueBusy("Other annotators took every task this one was offered; ask again.")
         task_id = row[0]
-        cursor.execute(
-            f"INSERT INTO {Lease._meta.db_table} "  # noqa: S608
+        inserted = sql_row(
+            "INSERT INTO labeling_lease "
             "(task_id, project_id, slot, annotator_id, leased_at, expires_at, end_reason) "
             "VALUES (%s, %s, %s, %s, %s, %s, '') RETURNING id",
             [task_id, project.pk, slot, annotator.pk, _db_time(now), _db_time(expires)],
         )
-        (lease_id,) = cursor.fetchone()
+        assert inserted is not None
+        (lease_id,) = inserted
     lease = Lease(
         pk=lease_id,
         task_id=task_id,
