@@ -93,6 +93,18 @@ class LeaseOutput(serializers.ModelSerializer):
         return queue.heartbeat_seconds()
 
 
+def lease_shape(lease: Lease) -> dict[str, Any]:
+    """LeaseOutput's fields as a plain dict: a ModelSerializer rebuilds its fields on every
+    instance, and a lease goes out with every task."""
+    return {
+        "id": lease.pk,
+        "task": lease.task_id,
+        "slot": lease.slot,
+        "expires_at": serializers.DateTimeField().to_representation(lease.expires_at),
+        "heartbeat_seconds": queue.heartbeat_seconds(),
+    }
+
+
 def _revision_shape(revision: Any, *, with_result: bool = True) -> dict[str, Any]:
     shape = {
         "id": revision.pk,
@@ -294,7 +306,7 @@ class NextTaskApi(APIView):
             return Response(status=status.HTTP_204_NO_CONTENT)
         # A new lease is on a task the user never annotated: no annotation to look up.
         shape = task_shape(grant.task, user=request.user, mine=grant.renewed)
-        return Response({"lease": LeaseOutput(grant.lease).data, "task": shape})
+        return Response({"lease": lease_shape(grant.lease), "task": shape})
 
 
 class LeaseApi(APIView):
@@ -310,7 +322,7 @@ class LeaseApi(APIView):
         lease = queue.lease_heartbeat(
             lease_id=self._lease_id(request, lease_id), annotator=request.user
         )
-        return Response(LeaseOutput(lease).data)
+        return Response(lease_shape(lease))
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, lease_id: int) -> Response:

@@ -9,6 +9,7 @@ leak. Lists are keyset paginated (datasets.selectors.Page).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
@@ -21,7 +22,6 @@ from datasets.models import Asset, Item
 from datasets.selectors import user_manages_datasets
 from labeling.models import (
     Annotation,
-    Draft,
     Prediction,
     Project,
     ProjectMember,
@@ -111,16 +111,24 @@ def task_get_for_user(*, user: Any, task_id: int) -> Task:
     return task
 
 
-def task_with_item(*, task_id: int, project: Project) -> Task:
-    """The task with its item and asset, under the caller's project (the queue's lease
-    answer)."""
+def task_with_item(*, task_id: int, project: Project, annotator: Any) -> Task:
+    """The task with its item and asset, under the caller's project, and what the
+    annotator's page adds to it (`task.extras`, see task_extras), in one query: the
+    queue's lease answer."""
     columns = _TASK_COLUMNS
-    row = sql_row(f"SELECT {columns.sql} {_TASK_FROM} WHERE t.id = %s", [task_id])  # noqa: S608
+    extras, params = _extras_sql(
+        task_id="t.id", item_id="t.item_id", project_id="t.project_id", annotator=annotator
+    )
+    row = sql_row(
+        f"SELECT {columns.sql}, {extras} {_TASK_FROM} WHERE t.id = %s",  # noqa: S608
+        [*params, task_id],
+    )
     assert row is not None, f"task {task_id} vanished under its lease"
     task, item, asset, _, _ = columns.build(row)
     item.asset = asset
     task.item = item
     task.project = project
+    task.extras = _extras(task, row[columns.width :])
     return task
 
 
@@ -191,30 +199,28 @@ class TaskExtras:
     predictions: list[dict[str, Any]]
 
 
-def task_extras(*, task: Task, annotator: Any) -> TaskExtras:
-    """What an annotator's page adds to a task: their draft, how many tasks they did
-    today, the predictions of its item (best first). One query, two with predictions."""
-    draft = Draft._meta.db_table
-    annotation = Annotation._meta.db_table
-    prediction = Prediction._meta.db_table
-    row = sql_row(
-        f"SELECT (SELECT result FROM {draft} WHERE task_id = %s AND annotator_id = %s), "  # noqa: S608
-        f"(SELECT count(*) FROM {annotation} WHERE annotator_id = %s AND project_id = %s "
-        "AND updated_at >= %s), "
-        f"(SELECT count(*) FROM {prediction} WHERE project_id = %s AND item_id = %s)",
+def _extras_sql(
+    *, task_id: Any, item_id: Any, project_id: Any, annotator: Any
+) -> tuple[str, list[Any]]:
+    """Three scalar subqueries: the annotator's draft, their tasks done today, and how many
+    predictions the item has. Task, item and project may be SQL expressions."""
+    return (
+        f"(SELECT result FROM labeling_draft WHERE task_id = {task_id} AND annotator_id = %s), "  # noqa: S608
+        f"(SELECT count(*) FROM labeling_annotation WHERE annotator_id = %s "
+        f"AND project_id = {project_id} AND updated_at >= %s), "
+        f"(SELECT count(*) FROM labeling_prediction WHERE project_id = {project_id} "
+        f"AND item_id = {item_id})",
         [
-            task.pk,
             annotator.pk,
             annotator.pk,
-            task.project_id,
             connection.ops.adapt_datetimefield_value(start_of_today()),
-            task.project_id,
-            task.item_id,
         ],
     )
-    assert row is not None
-    raw_draft, done_today, prediction_count = row
-    if isinstance(raw_draft, str | bytes):  # SQLite returns JSON as text
+
+
+def _extras(task: Task, values: Sequence[Any]) -> TaskExtras:
+    raw_draft, done_today, prediction_count = values
+    if isinstance(raw_draft, str | bytes):  # JSON comes back as text from a raw cursor
         raw_draft = json.loads(raw_draft)
     predictions = []
     if prediction_count:
@@ -225,6 +231,24 @@ def task_extras(*, task: Task, annotator: Any) -> TaskExtras:
             ).order_by(F("score").desc(nulls_last=True), "model_name")
         ]
     return TaskExtras(draft=raw_draft, done_today=done_today, predictions=predictions)
+
+
+def task_extras(*, task: Task, annotator: Any) -> TaskExtras:
+    """What an annotator's page adds to a task: their draft, how many tasks they did
+    today, the predictions of its item (best first). One query, two with predictions;
+    none when task_with_item read them already."""
+    known = getattr(task, "extras", None)
+    if known is not None:
+        return known
+    sql, params = _extras_sql(
+        task_id=int(task.pk),
+        item_id=int(task.item_id),
+        project_id=int(task.project_id),
+        annotator=annotator,
+    )
+    row = sql_row(f"SELECT {sql}", params)  # noqa: S608
+    assert row is not None
+    return _extras(task, row)
 
 
 def annotator_history(

@@ -3,9 +3,11 @@ dataset, used by labelling (accepted or consensus annotations) and ground-truth 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 
 from datasets.errors import DatasetError
@@ -54,11 +56,24 @@ def label_publish(
         provenance=provenance,
         updated_at=timezone.now(),
     )
-    # One INSERT … ON CONFLICT DO UPDATE: publishing sits in every finishing submit.
-    Label.objects.bulk_create(
-        [label],
-        update_conflicts=True,
-        unique_fields=["item"],
-        update_fields=["dataset", "value", "schema_hash", "source", "provenance", "updated_at"],
-    )
+    # One INSERT … ON CONFLICT DO UPDATE, written out: publishing sits in every finishing
+    # submit, and compiling the ORM's bulk upsert cost ~0.5 ms of CPU, five times running it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO datasets_label "
+            "(item_id, dataset_id, value, schema_hash, source, provenance, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (item_id) DO UPDATE SET "
+            "dataset_id = excluded.dataset_id, value = excluded.value, "
+            "schema_hash = excluded.schema_hash, source = excluded.source, "
+            "provenance = excluded.provenance, updated_at = excluded.updated_at",
+            [
+                item_id,
+                dataset_id,
+                json.dumps(value, ensure_ascii=False),
+                schema_hash,
+                source,
+                json.dumps(provenance, ensure_ascii=False),
+                connection.ops.adapt_datetimefield_value(label.updated_at),
+            ],
+        )
     return label

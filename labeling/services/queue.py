@@ -90,9 +90,10 @@ def _pick_sql(*, for_update: bool) -> str:
     )
 
 
-def _task_for(task_id: int, project: Project) -> Task:
-    """The task with what its page shows (item, asset) and the caller's project."""
-    return task_with_item(task_id=task_id, project=project)
+def _task_for(task_id: int, project: Project, annotator: Any) -> Task:
+    """The task with what its page shows (item, asset, draft ...) and the caller's
+    project."""
+    return task_with_item(task_id=task_id, project=project, annotator=annotator)
 
 
 def _db_time(value: datetime) -> Any:
@@ -177,7 +178,9 @@ def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
     now = timezone.now()
     mine = _renew_mine(project=project, annotator=annotator, now=now)
     if mine is not None:
-        return LeaseGrant(lease=mine, task=_task_for(mine.task_id, project), renewed=True)
+        return LeaseGrant(
+            lease=mine, task=_task_for(mine.task_id, project, annotator), renewed=True
+        )
     expires = now + timedelta(seconds=lease_seconds())
     pick = _pick_sql(for_update=connection.features.has_select_for_update_skip_locked)
     with transaction.atomic(durable=True):
@@ -208,7 +211,7 @@ def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
         leased_at=now,
         expires_at=expires,
     )
-    return LeaseGrant(lease=lease, task=_task_for(task_id, project), renewed=False)
+    return LeaseGrant(lease=lease, task=_task_for(task_id, project, annotator), renewed=False)
 
 
 def lease_heartbeat(*, lease_id: int, annotator: Any) -> Lease:

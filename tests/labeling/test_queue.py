@@ -200,3 +200,12 @@ def test_concurrent_leases_never_share_a_slot_nor_fail(ops):
         assert len(held) == min(8, len(people))
         assert len(set(held)) == len(held)  # no (task, slot) twice
         assert Lease.objects.filter(ended_at__isnull=True).count() == len(held)
+
+
+def test_the_lease_shape_matches_its_documented_serializer(image_project, annotator):
+    from labeling.api import LeaseOutput, lease_shape
+
+    project, _ = image_project
+    lease(api_for(annotator), project)
+    stored = Lease.objects.get()
+    assert lease_shape(stored) == dict(LeaseOutput(stored).data)
