@@ -249,19 +249,8 @@ def _submit(
             (status,) = row
             (slot,) = held
             finished = status == Task.Status.DONE
-            (annotation_id,) = sql_row(
-                "INSERT INTO labeling_annotation (task_id, slot, annotator_id, project_id, "
-                "revision_count, created_at, updated_at) VALUES (%s, %s, %s, %s, 1, %s, %s) "
-                "RETURNING id",
-                [task.pk, slot, annotator.pk, project.pk, _db_time(now), _db_time(now)],
-            )
             number, created_at = 1, now
-        (revision_id,) = sql_row(
-            "INSERT INTO labeling_annotationrevision (annotation_id, number, result, schema_revision_id, "
-            "created_by_id, created_at, lead_time_ms, idempotency_key) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            [
-                annotation_id,
+            revision_values = [
                 number,
                 _json(result),
                 schema_revision.pk,
@@ -269,12 +258,47 @@ def _submit(
                 _db_time(now),
                 lead_time,
                 key,
-            ],
-        )
-        sql_rows(
-            "DELETE FROM labeling_draft WHERE task_id = %s AND annotator_id = %s",
-            [task.pk, annotator.pk],
-        )
+            ]
+            if connection.vendor == "postgresql":
+                # Annotation, its first revision and the end of the draft in one statement.
+                row = sql_row(
+                    "WITH a AS (INSERT INTO labeling_annotation (task_id, slot, annotator_id, "  # noqa: S608
+                    "project_id, revision_count, created_at, updated_at) "
+                    "VALUES (%s, %s, %s, %s, 1, %s, %s) RETURNING id), "
+                    "d AS (DELETE FROM labeling_draft WHERE task_id = %s AND annotator_id = %s) "
+                    f"INSERT INTO labeling_annotationrevision ({_REVISION_COLUMNS}) "
+                    "SELECT a.id, %s::integer, %s::jsonb, %s::bigint, %s::integer, %s::timestamptz, "
+                    "%s::integer, %s::varchar FROM a RETURNING annotation_id, id",
+                    [
+                        *(task.pk, slot, annotator.pk, project.pk, _db_time(now), _db_time(now)),
+                        *(task.pk, annotator.pk),
+                        *revision_values,
+                    ],
+                )
+                annotation_id, revision_id = row
+            else:
+                (annotation_id,) = sql_row(
+                    "INSERT INTO labeling_annotation (task_id, slot, annotator_id, project_id, "
+                    "revision_count, created_at, updated_at) VALUES (%s, %s, %s, %s, 1, %s, %s) "
+                    "RETURNING id",
+                    [task.pk, slot, annotator.pk, project.pk, _db_time(now), _db_time(now)],
+                )
+                revision_id = _revision_insert(annotation_id, revision_values)
+                _draft_delete(task, annotator)
+        if edited is not None:
+            revision_id = _revision_insert(
+                annotation_id,
+                [
+                    number,
+                    _json(result),
+                    schema_revision.pk,
+                    annotator.pk,
+                    _db_time(now),
+                    lead_time,
+                    key,
+                ],
+            )
+            _draft_delete(task, annotator)
         annotation = Annotation(
             pk=annotation_id,
             task_id=task.pk,
@@ -312,6 +336,29 @@ def _submit(
                 [project.pk],
             )
     return SubmitOutcome(annotation=annotation, revision=revision, created=True, task_status=status)
+
+
+_REVISION_COLUMNS = (
+    "annotation_id, number, result, schema_revision_id, created_by_id, created_at, "
+    "lead_time_ms, idempotency_key"
+)
+
+
+def _revision_insert(annotation_id: int, values: list[Any]) -> int:
+    row = sql_row(
+        f"INSERT INTO labeling_annotationrevision ({_REVISION_COLUMNS}) "  # noqa: S608
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        [annotation_id, *values],
+    )
+    assert row is not None
+    return row[0]
+
+
+def _draft_delete(task: Task, annotator: Any) -> None:
+    sql_rows(
+        "DELETE FROM labeling_draft WHERE task_id = %s AND annotator_id = %s",
+        [task.pk, annotator.pk],
+    )
 
 
 def _lease_lost(*, lease_id: int, annotator: Any, task: Task) -> LeaseLost:
