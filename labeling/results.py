@@ -40,12 +40,11 @@ is the path of the first (`result[1].value.x`), `errors` lists them all as
 
 from __future__ import annotations
 
-import math
 import secrets
 from typing import Any
 
 from labeling.errors import InvalidAnnotation
-from labeling.schema import schema_region_type
+from labeling.schema import describe_json, is_json_number, schema_region_type
 
 MAX_REGIONS = 10_000
 # A polygon traced around a large object at full resolution stays well below this.
@@ -93,27 +92,6 @@ class _Problems:
         raise InvalidAnnotation(first["detail"], field=first["field"], errors=errors)
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _is_number(value: Any) -> bool:
-    """A finite JSON number: not a boolean, not NaN, not infinite."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -142,7 +120,7 @@ def result_validate(
     """
     problems = _Problems()
     if not isinstance(result, list):
-        problems.add("result", "result", f"must be a list of regions, got {_describe(result)}")
+        problems.add("result", "result", f"must be a list of regions, got {describe_json(result)}")
         problems.raise_if_any()
     if len(result) > MAX_REGIONS:
         problems.add("result", "result", f"has {len(result)} regions; the limit is {MAX_REGIONS}")
@@ -226,7 +204,7 @@ class _Checker:
 
     def region(self, i: int, raw: Any, region_type: str) -> dict[str, Any] | None:
         if not isinstance(raw, dict):
-            self.add(i, "", f"must be an object (a region), got {_describe(raw)}")
+            self.add(i, "", f"must be an object (a region), got {describe_json(raw)}")
             return None
         ok = True
         for key in raw:
@@ -259,7 +237,7 @@ class _Checker:
 
         value = raw.get("value")
         if not isinstance(value, dict):
-            self.add(i, "value", f"value must be an object, got {_describe(value)}")
+            self.add(i, "value", f"value must be an object, got {describe_json(value)}")
             return None
         allowed = _VALUE_KEYS[region_type]
         for key in value:
@@ -302,7 +280,7 @@ class _Checker:
                 self.add(
                     i,
                     f"value.{key}",
-                    f"{key} must be a list with one label, got {_describe(labels)}",
+                    f"{key} must be a list with one label, got {describe_json(labels)}",
                 )
             return None
         if len(labels) != 1:
@@ -320,14 +298,14 @@ class _Checker:
 
     def _number(self, i: int, value: dict[str, Any], key: str) -> int | float | None:
         number = value.get(key)
-        if not _is_number(number):
+        if not is_json_number(number):
             if key not in value:
                 self.add(i, f"value.{key}", f"{key} is required")
             else:
                 self.add(
                     i,
                     f"value.{key}",
-                    f"{key} must be a finite number, got {_short(number) if isinstance(number, float) else _describe(number)}",
+                    f"{key} must be a finite number, got {_short(number) if isinstance(number, float) else describe_json(number)}",
                 )
             return None
         return number
@@ -398,7 +376,7 @@ class _Checker:
                 self.add(
                     i,
                     "value.points",
-                    f"points must be a list of [x, y] pairs, got {_describe(points)}",
+                    f"points must be a list of [x, y] pairs, got {describe_json(points)}",
                 )
             return None
         if len(points) < 3:
@@ -414,8 +392,8 @@ class _Checker:
             if (
                 not isinstance(point, list)
                 or len(point) != 2
-                or not _is_number(point[0])
-                or not _is_number(point[1])
+                or not is_json_number(point[0])
+                or not is_json_number(point[1])
             ):
                 self.add(
                     i,
@@ -473,13 +451,13 @@ class _Checker:
                     self.add(
                         i,
                         f"value.{key}",
-                        f"{key} must be an integer character offset, got {_short(offset) if isinstance(offset, float) else _describe(offset)}",
+                        f"{key} must be an integer character offset, got {_short(offset) if isinstance(offset, float) else describe_json(offset)}",
                     )
             else:
                 bounds[key] = offset
         span_text = value.get("text")
         if span_text is not None and not isinstance(span_text, str):
-            self.add(i, "value.text", f"text must be a string, got {_describe(span_text)}")
+            self.add(i, "value.text", f"text must be a string, got {describe_json(span_text)}")
             return None
         if len(bounds) < 2:
             return None
@@ -526,7 +504,7 @@ class _Checker:
                 self.add(
                     i,
                     "value.choices",
-                    f"choices must be a list of labels, got {_describe(choices)}",
+                    f"choices must be a list of labels, got {describe_json(choices)}",
                 )
             return None
         ok = True
@@ -569,7 +547,7 @@ class _Checker:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            self.add(i, "attributes", f"attributes must be an object, got {_describe(raw)}")
+            self.add(i, "attributes", f"attributes must be an object, got {describe_json(raw)}")
             return False
         ok = True
         filled: dict[str, Any] = {}
@@ -603,10 +581,14 @@ def _attribute_problem(attribute: dict[str, Any], value: Any) -> str | None:
     """Say what is wrong with an attribute value, or None when it fits."""
     kind = attribute["type"]
     if kind == "bool":
-        return None if isinstance(value, bool) else f"must be true or false, got {_describe(value)}"
+        return (
+            None
+            if isinstance(value, bool)
+            else f"must be true or false, got {describe_json(value)}"
+        )
     if kind == "text":
         if not isinstance(value, str):
-            return f"must be a string, got {_describe(value)}"
+            return f"must be a string, got {describe_json(value)}"
         if len(value) > MAX_TEXT_ATTRIBUTE_LENGTH:
             return f"is {len(value)} characters long; the limit is {MAX_TEXT_ATTRIBUTE_LENGTH}"
         return None
@@ -615,8 +597,8 @@ def _attribute_problem(attribute: dict[str, Any], value: Any) -> str | None:
             return None
         return f"{_short(value)} is not one of: {', '.join(attribute['options'])}"
     # number
-    if not _is_number(value):
-        return f"must be a finite number, got {_describe(value)}"
+    if not is_json_number(value):
+        return f"must be a finite number, got {describe_json(value)}"
     low, high = attribute["min"], attribute["max"]
     if (low is not None and value < low) or (high is not None and value > high):
         return f"{value} is outside {low if low is not None else '-inf'}..{high if high is not None else 'inf'}"

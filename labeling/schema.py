@@ -132,7 +132,7 @@ class _Problems:
             raise InvalidSchema(first["detail"], field=first["field"], errors=self.items)
 
 
-def _describe(value: Any) -> str:
+def describe_json(value: Any) -> str:
     """Name a JSON value's kind for a message ("a string", "null" ...)."""
     if value is None:
         return "null"
@@ -149,7 +149,8 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _is_number(value: Any) -> bool:
+def is_json_number(value: Any) -> bool:
+    """A finite JSON number: not a boolean, not NaN, not infinite."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -165,7 +166,7 @@ def _unknown_keys(
 def _check_name(problems: _Problems, name: Any, path: str) -> bool:
     """Check a label or attribute name; return whether it is usable."""
     if not isinstance(name, str):
-        problems.add(path, f"must be a string, got {_describe(name)}")
+        problems.add(path, f"must be a string, got {describe_json(name)}")
         return False
     if not name.strip():
         problems.add(path, "must not be empty")
@@ -185,7 +186,7 @@ def _check_name(problems: _Problems, name: Any, path: str) -> bool:
 def _check_bool(problems: _Problems, raw: dict[str, Any], key: str) -> bool:
     value = raw.get(key, False)
     if not isinstance(value, bool):
-        problems.add(key, f"must be true or false, got {_describe(value)}")
+        problems.add(key, f"must be true or false, got {describe_json(value)}")
         return False
     return value
 
@@ -197,7 +198,7 @@ def schema_validate(raw: Any) -> dict[str, Any]:
     """
     problems = _Problems()
     if not isinstance(raw, dict):
-        problems.add("schema", f"must be an object, got {_describe(raw)}")
+        problems.add("schema", f"must be an object, got {describe_json(raw)}")
         problems.raise_if_any()
     try:
         size = len(json.dumps(raw, ensure_ascii=False).encode("utf-8"))
@@ -215,7 +216,9 @@ def schema_validate(raw: Any) -> dict[str, Any]:
         if "type" not in raw:
             problems.add("type", f"is required (one of: {', '.join(SCHEMA_TYPES)})")
         else:
-            shown = repr(schema_type) if isinstance(schema_type, str) else _describe(schema_type)
+            shown = (
+                repr(schema_type) if isinstance(schema_type, str) else describe_json(schema_type)
+            )
             problems.add("type", f"unknown type {shown} (one of: {', '.join(SCHEMA_TYPES)})")
         schema_type = None
 
@@ -244,7 +247,7 @@ def _labels_validate(problems: _Problems, raw: Any, *, present: bool) -> list[di
         problems.add("labels", "is required: a list of 1 to 200 labels")
         return []
     if not isinstance(raw, list):
-        problems.add("labels", f"must be a list, got {_describe(raw)}")
+        problems.add("labels", f"must be a list, got {describe_json(raw)}")
         return []
     if not raw:
         problems.add("labels", "must have at least one label")
@@ -259,7 +262,9 @@ def _labels_validate(problems: _Problems, raw: Any, *, present: bool) -> list[di
     for i, label in enumerate(raw):
         path = f"labels[{i}]"
         if not isinstance(label, dict):
-            problems.add(path, f'must be an object like {{"name": ...}}, got {_describe(label)}')
+            problems.add(
+                path, f'must be an object like {{"name": ...}}, got {describe_json(label)}'
+            )
             labels.append({"name": None, "color": None, "hotkey": None})
             continue
         _unknown_keys(problems, label, _LABEL_KEYS, path)
@@ -278,7 +283,7 @@ def _labels_validate(problems: _Problems, raw: Any, *, present: bool) -> list[di
         color = label.get("color")
         if color is not None:
             if not isinstance(color, str) or not COLOR_RE.fullmatch(color):
-                shown = repr(color) if isinstance(color, str) else _describe(color)
+                shown = repr(color) if isinstance(color, str) else describe_json(color)
                 problems.add(f"{path}.color", f"{shown} is not a colour like #rgb or #rrggbb")
                 color = None
             else:
@@ -291,7 +296,7 @@ def _labels_validate(problems: _Problems, raw: Any, *, present: bool) -> list[di
         hotkey = label.get("hotkey")
         if hotkey is not None:
             if not isinstance(hotkey, str) or not HOTKEY_RE.fullmatch(hotkey):
-                shown = repr(hotkey) if isinstance(hotkey, str) else _describe(hotkey)
+                shown = repr(hotkey) if isinstance(hotkey, str) else describe_json(hotkey)
                 problems.add(
                     f"{path}.hotkey", f"{shown} is not a hotkey: use one character of 0-9 or a-z"
                 )
@@ -327,7 +332,7 @@ def _attributes_validate(
     problems: _Problems, raw: Any, schema_type: str | None
 ) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
-        problems.add("attributes", f"must be a list, got {_describe(raw)}")
+        problems.add("attributes", f"must be a list, got {describe_json(raw)}")
         return []
     if not raw:
         return []
@@ -348,7 +353,7 @@ def _attributes_validate(
         if not isinstance(attribute, dict):
             problems.add(
                 path,
-                f'must be an object like {{"name": ..., "type": ...}}, got {_describe(attribute)}',
+                f'must be an object like {{"name": ..., "type": ...}}, got {describe_json(attribute)}',
             )
             continue
         name = attribute.get("name")
@@ -367,7 +372,7 @@ def _attributes_validate(
             if "type" not in attribute:
                 problems.add(f"{path}.type", f"is required (one of: {', '.join(ATTRIBUTE_TYPES)})")
             else:
-                shown = repr(kind) if isinstance(kind, str) else _describe(kind)
+                shown = repr(kind) if isinstance(kind, str) else describe_json(kind)
                 problems.add(
                     f"{path}.type", f"unknown type {shown} (one of: {', '.join(ATTRIBUTE_TYPES)})"
                 )
@@ -380,10 +385,12 @@ def _attributes_validate(
             if default is None:
                 default = False
             elif not isinstance(default, bool):
-                problems.add(f"{path}.default", f"must be true or false, got {_describe(default)}")
+                problems.add(
+                    f"{path}.default", f"must be true or false, got {describe_json(default)}"
+                )
         elif kind == "text":
             if default is not None and not isinstance(default, str):
-                problems.add(f"{path}.default", f"must be a string, got {_describe(default)}")
+                problems.add(f"{path}.default", f"must be a string, got {describe_json(default)}")
             elif isinstance(default, str) and len(default) > MAX_TEXT_DEFAULT_LENGTH:
                 problems.add(
                     f"{path}.default",
@@ -393,24 +400,24 @@ def _attributes_validate(
             options = _enum_options(problems, attribute.get("options"), f"{path}.options")
             normalised["options"] = options
             if default is not None and options is not None and default not in options:
-                shown = repr(default) if isinstance(default, str) else _describe(default)
+                shown = repr(default) if isinstance(default, str) else describe_json(default)
                 problems.add(f"{path}.default", f"{shown} is not one of the options")
         else:  # number
             low, high = attribute.get("min"), attribute.get("max")
             for key, bound in (("min", low), ("max", high)):
-                if bound is not None and not _is_number(bound):
+                if bound is not None and not is_json_number(bound):
                     problems.add(
-                        f"{path}.{key}", f"must be a finite number, got {_describe(bound)}"
+                        f"{path}.{key}", f"must be a finite number, got {describe_json(bound)}"
                     )
-            low = low if _is_number(low) else None
-            high = high if _is_number(high) else None
+            low = low if is_json_number(low) else None
+            high = high if is_json_number(high) else None
             if low is not None and high is not None and low > high:
                 problems.add(f"{path}.min", f"min {low} is greater than max {high}")
             normalised["min"], normalised["max"] = low, high
             if default is not None:
-                if not _is_number(default):
+                if not is_json_number(default):
                     problems.add(
-                        f"{path}.default", f"must be a finite number, got {_describe(default)}"
+                        f"{path}.default", f"must be a finite number, got {describe_json(default)}"
                     )
                 elif (low is not None and default < low) or (high is not None and default > high):
                     problems.add(
@@ -426,7 +433,7 @@ def _enum_options(problems: _Problems, options: Any, path: str) -> list[str] | N
         problems.add(path, "an enum attribute needs a list of at least one option")
         return None
     if not isinstance(options, list):
-        problems.add(path, f"must be a list of strings, got {_describe(options)}")
+        problems.add(path, f"must be a list of strings, got {describe_json(options)}")
         return None
     if not options:
         problems.add(path, "an enum attribute needs at least one option")

@@ -209,6 +209,19 @@ def _submit(
     now = timezone.now()
     # Table names written out (Django's defaults, asserted by a test), so the SQL reads as
     # it runs.
+
+    def revision_row(number: int) -> list[Any]:
+        """The values of _REVISION_COLUMNS after annotation_id."""
+        return [
+            number,
+            _json(result),
+            schema_revision.pk,
+            annotator.pk,
+            _db_time(now),
+            lead_time,
+            key,
+        ]
+
     with transaction.atomic(durable=True):
         # A submit with a lease makes the annotation; one without edits it (going back).
         # The row lock of the edit's UPDATE orders concurrent edits.
@@ -250,15 +263,7 @@ def _submit(
             (slot,) = held
             finished = status == Task.Status.DONE
             number, created_at = 1, now
-            revision_values = [
-                number,
-                _json(result),
-                schema_revision.pk,
-                annotator.pk,
-                _db_time(now),
-                lead_time,
-                key,
-            ]
+            revision_values = revision_row(number)
             if connection.vendor == "postgresql":
                 # Annotation, its first revision and the end of the draft in one statement.
                 row = sql_row(
@@ -286,18 +291,7 @@ def _submit(
                 revision_id = _revision_insert(annotation_id, revision_values)
                 _draft_delete(task, annotator)
         if edited is not None:
-            revision_id = _revision_insert(
-                annotation_id,
-                [
-                    number,
-                    _json(result),
-                    schema_revision.pk,
-                    annotator.pk,
-                    _db_time(now),
-                    lead_time,
-                    key,
-                ],
-            )
+            revision_id = _revision_insert(annotation_id, revision_row(number))
             _draft_delete(task, annotator)
         annotation = Annotation(
             pk=annotation_id,

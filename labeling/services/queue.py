@@ -114,6 +114,20 @@ def _renew_mine(*, project: Project, annotator: Any, now: datetime) -> Lease | N
     if row is None:
         return None
     lease_id, task_id, slot = row
+    return _lease(lease_id, task_id, slot, project, annotator, now, expires)
+
+
+def _lease(
+    lease_id: int,
+    task_id: int,
+    slot: int,
+    project: Project,
+    annotator: Any,
+    now: datetime,
+    expires: datetime,
+) -> Lease:
+    """The Lease a statement wrote, without reading it back (leased_at of a renewed lease
+    is the renewal's time)."""
     return Lease(
         pk=lease_id,
         task_id=task_id,
@@ -202,15 +216,7 @@ def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
         )
         assert inserted is not None
         (lease_id,) = inserted
-    lease = Lease(
-        pk=lease_id,
-        task_id=task_id,
-        project=project,
-        slot=slot,
-        annotator=annotator,
-        leased_at=now,
-        expires_at=expires,
-    )
+    lease = _lease(lease_id, task_id, slot, project, annotator, now, expires)
     return LeaseGrant(lease=lease, task=_task_for(task_id, project, annotator), renewed=False)
 
 

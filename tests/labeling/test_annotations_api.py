@@ -233,8 +233,8 @@ def test_draft_autosave_and_restore(image_project, annotator):
 
 
 def test_the_submit_sql_names_the_real_tables():
-    from labeling.models import Lease, Project
     from labeling.models import Draft as DraftModel
+    from labeling.models import Lease, Project
 
     names = {
         Task: "labeling_task",
