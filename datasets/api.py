@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -21,8 +21,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import selectors
-from datasets.models import Asset, Dataset, Import, Item
-from datasets.services import imports
+from datasets.models import Asset, Dataset, Import, Item, Version
+from datasets.services import imports, versions
 from datasets.services.datasets import dataset_create, dataset_update
 from storage.keys import blob_key
 from storage.services import presign_get
@@ -391,3 +391,113 @@ class AssetDetailApi(APIView):
         expires = settings.S3_PRESIGN_EXPIRY
         url = presign_get(blob_key(sha256), expires=expires, content_type=asset.media_type)
         return Response({**AssetOutput(asset).data, "url": url, "url_expires_in": expires})
+
+
+# --- versions ---------------------------------------------------------------------------
+
+
+class VersionOutput(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username")
+    manifest_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Version
+        fields = [
+            "id",
+            "dataset",
+            "parent",
+            "code_commit",
+            "code_repo",
+            "message",
+            "item_count",
+            "labelled_count",
+            "manifest_size",
+            "class_counts",
+            "split_counts",
+            "manifest_url",
+            "created_by",
+            "created_at",
+        ]
+
+    def get_manifest_url(self, version: Version) -> str:
+        return reverse("api-version-manifest", kwargs={"version_id": version.pk})
+
+
+class VersionPagination(CursorPagination):
+    ordering = "-created_at"
+    page_size = 50
+
+
+class DatasetVersionListApi(APIView):
+    """GET: the dataset's versions, newest first. POST: snapshot it now (202 with the
+    job; its report names the version). `code_commit` is required: the git commit that
+    will train on this data (7-40 hex digits), or the word `none`."""
+
+    class SnapshotInput(serializers.Serializer):
+        class Meta:
+            ref_name = "SnapshotInput"
+
+        code_commit = serializers.CharField()
+        code_repo = serializers.CharField(required=False, allow_blank=True, default="")
+        message = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(responses={200: VersionOutput(many=True)})
+    def get(self, request: Request, dataset_id: int) -> Response:
+        dataset = _dataset_or_404(request, dataset_id)
+        paginator = VersionPagination()
+        rows = Version.objects.filter(dataset=dataset).select_related("created_by")
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(VersionOutput(page, many=True).data)
+
+    @extend_schema(request=SnapshotInput, responses={202: OpenApiTypes.OBJECT})
+    def post(self, request: Request, dataset_id: int) -> Response:
+        dataset = _dataset_or_404(request, dataset_id)
+        if not selectors.dataset_can_edit(request.user, dataset):
+            raise PermissionDenied("You may not snapshot this dataset.")
+        data = self.SnapshotInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        checked = versions.snapshot_request_check(**data.validated_data)
+        job = versions.version_snapshot_submit(
+            dataset=dataset, request=checked, created_by=request.user
+        )
+        return Response(
+            {
+                "job": {
+                    "id": str(job.pk),
+                    "url": reverse("api-job-detail", kwargs={"job_id": job.pk}),
+                }
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+def _version_or_404(request: Request, version_id: str) -> Version:
+    version = Version.objects.select_related("created_by", "dataset").filter(pk=version_id).first()
+    if (
+        version is None
+        or not selectors.dataset_visible_to(request.user).filter(pk=version.dataset_id).exists()
+    ):
+        raise Http404(f"No version {version_id}.")
+    return version
+
+
+class VersionDetailApi(APIView):
+    """One version. Versions are immutable: this endpoint only reads."""
+
+    @extend_schema(responses={200: VersionOutput})
+    def get(self, request: Request, version_id: str) -> Response:
+        return Response(VersionOutput(_version_or_404(request, version_id)).data)
+
+
+class VersionManifestApi(APIView):
+    """The version's canonical manifest, streamed as JSON Lines (its SHA-256 is the id)."""
+
+    @extend_schema(responses={(200, "application/jsonl"): OpenApiTypes.STR})
+    def get(self, request: Request, version_id: str) -> StreamingHttpResponse:
+        version = _version_or_404(request, version_id)
+        response = StreamingHttpResponse(
+            versions.manifest_stream(version), content_type="application/jsonl; charset=utf-8"
+        )
+        response["Content-Length"] = str(version.manifest_size)
+        response["Content-Disposition"] = f'attachment; filename="{version.pk}.jsonl"'
+        return response

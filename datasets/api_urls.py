@@ -29,4 +29,15 @@ urlpatterns = [
         name="api-import-rejected",
     ),
     path("assets/<sha256:sha256>", api.AssetDetailApi.as_view(), name="api-asset-detail"),
+    path(
+        "datasets/<int:dataset_id>/versions",
+        api.DatasetVersionListApi.as_view(),
+        name="api-dataset-versions",
+    ),
+    path("versions/<sha256:version_id>", api.VersionDetailApi.as_view(), name="api-version"),
+    path(
+        "versions/<sha256:version_id>/manifest",
+        api.VersionManifestApi.as_view(),
+        name="api-version-manifest",
+    ),
 ]

@@ -254,3 +254,44 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return f"label of item {self.item_id}"
+
+
+class Version(models.Model):
+    """An immutable snapshot of a dataset: its canonical manifest (assets, metadata, tags,
+    splits, labels with provenance) plus the code commit that will train on it.
+
+    The id is the SHA-256 of the canonical manifest bytes (datasets.manifest), so the
+    same content always has the same id. Rows are never changed or deleted through the
+    API; the manifest lives in object storage under manifests/<id>.jsonl.gz.
+    """
+
+    id = models.CharField(max_length=64, primary_key=True)
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
+    parent = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
+    )
+    # SHA-256 of the item lines alone (no header): "unchanged since the last version" is
+    # the same body and the same code commit.
+    body_sha256 = models.CharField(max_length=64)
+    code_commit = models.CharField(max_length=40)
+    code_repo = models.CharField(max_length=500, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    item_count = models.PositiveBigIntegerField()
+    labelled_count = models.PositiveBigIntegerField()
+    manifest_size = models.PositiveBigIntegerField()
+    # {"car": 120, ...} (regions or choices per label name) and {"train": 800, ...}
+    class_counts = models.JSONField(default=dict)
+    split_counts = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(id__regex=r"^[0-9a-f]{64}$"), name="version_id_hex"),
+        ]
+        indexes = [models.Index(fields=["dataset", "-created_at"], name="version_dataset_recent")]
+
+    def __str__(self) -> str:
+        return self.id[:12]

@@ -1,0 +1,262 @@
+"""Snapshot a dataset into a version: stream its items and published labels in one
+consistent database snapshot through the canonical manifest (datasets.manifest), store
+the manifest gzipped in object storage, then record the Version row.
+
+Guarantees:
+- the manifest reflects one moment: on PostgreSQL the items are read in a REPEATABLE
+  READ transaction (SQLite reads one transaction's snapshot anyway);
+- memory does not grow with the dataset: items go through in keyset batches, the gzip is
+  written to a temporary file;
+- the same content gives the same id, and a snapshot of a dataset unchanged since its
+  latest version (same items, labels and code commit) returns that version;
+- the object is written before the row, and a version is never changed afterwards.
+"""
+
+from __future__ import annotations
+
+import gzip
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+
+from datasets.errors import DatasetError
+from datasets.manifest import (
+    DEFAULT_SPLIT_SEED,
+    Digest,
+    canonical_line,
+    code_commit_check,
+    header,
+    item_line,
+)
+from datasets.models import Dataset, Item, ItemTag, Label, Version
+from storage.keys import manifest_key
+from storage.services import object_open, object_put
+from workers.models import Job
+from workers.services import job_submit
+from workers.types import JobContext
+
+SNAPSHOT_JOB_KIND = "version_snapshot"
+SNAPSHOT_HANDLER = "datasets.services.versions.version_snapshot_job"
+# Items per query of the stream: a few MB of rows at most, whatever the dataset's size.
+BATCH = 2_000
+CODE_REPO_MAX = 500
+MANIFEST_EXT = "jsonl.gz"
+
+
+class InvalidSnapshot(DatasetError):
+    code = "invalid_snapshot"
+
+
+@dataclass(frozen=True)
+class SnapshotRequest:
+    code_commit: str
+    code_repo: str
+    message: str
+
+
+def snapshot_request_check(
+    *, code_commit: Any, code_repo: Any = "", message: Any = ""
+) -> SnapshotRequest:
+    """Validate what a snapshot needs from its caller; InvalidSnapshot naming the field."""
+    try:
+        commit = code_commit_check(code_commit)
+    except ValueError as exc:
+        raise InvalidSnapshot(str(exc), field="code_commit") from None
+    if not isinstance(code_repo, str) or len(code_repo) > CODE_REPO_MAX:
+        raise InvalidSnapshot(
+            f"code_repo is the repository URL, at most {CODE_REPO_MAX} characters.",
+            field="code_repo",
+        )
+    if not isinstance(message, str):
+        raise InvalidSnapshot("message must be text.", field="message")
+    return SnapshotRequest(code_commit=commit, code_repo=code_repo.strip(), message=message)
+
+
+def version_snapshot_submit(*, dataset: Dataset, request: SnapshotRequest, created_by: Any) -> Job:
+    """Submit the job that snapshots the dataset (sent after the caller's commit)."""
+    return job_submit(
+        kind=SNAPSHOT_JOB_KIND,
+        handler=SNAPSHOT_HANDLER,
+        params={
+            "dataset_id": dataset.pk,
+            "code_commit": request.code_commit,
+            "code_repo": request.code_repo,
+            "message": request.message,
+            "created_by": created_by.pk,
+        },
+        created_by=created_by,
+    )
+
+
+def version_snapshot_job(ctx: JobContext) -> dict[str, Any]:
+    """Job handler: params {"dataset_id", "code_commit", "code_repo", "message",
+    "created_by"}. Report {"version", "created"}. Safe to run twice (content-addressed)."""
+    params = ctx.params
+    dataset = Dataset.objects.get(pk=params["dataset_id"])
+    request = snapshot_request_check(
+        code_commit=params["code_commit"],
+        code_repo=params.get("code_repo", ""),
+        message=params.get("message", ""),
+    )
+    version, created = version_snapshot(
+        dataset=dataset,
+        request=request,
+        created_by_id=params["created_by"],
+        progress=lambda done: ctx.progress(done, dataset.item_count or None),
+    )
+    return {"version": version.pk, "created": created, "items": version.item_count}
+
+
+def _tags_of(item_ids: list[int]) -> dict[int, list[str]]:
+    tags: dict[int, list[str]] = {}
+    for item_id, tag in ItemTag.objects.filter(item_id__in=item_ids).values_list("item_id", "tag"):
+        tags.setdefault(item_id, []).append(tag)
+    return tags
+
+
+def _item_batches(dataset: Dataset):  # type: ignore[no-untyped-def]
+    last = 0
+    while True:
+        rows = list(
+            Item.objects.filter(dataset=dataset, id__gt=last)
+            .order_by("id")
+            .values_list(
+                "id",
+                "external_id",
+                "asset_id",
+                "asset__size",
+                "asset__media_type",
+                "metadata",
+                "split",
+                "label__value",
+                "label__source",
+                "label__provenance",
+            )[:BATCH]
+        )
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield rows, _tags_of([row[0] for row in rows])
+
+
+def version_snapshot(
+    *,
+    dataset: Dataset,
+    request: SnapshotRequest,
+    created_by_id: int,
+    split_seed: str = DEFAULT_SPLIT_SEED,
+    progress: Any = None,
+) -> tuple[Version, bool]:
+    """Snapshot the dataset now; return (version, created). See the module docstring."""
+    parent = Version.objects.filter(dataset=dataset).order_by("-created_at").first()
+    digest = Digest()
+    # A caller's open transaction (a test) already fixes what the reads see.
+    own_transaction = not connection.in_atomic_block
+    with tempfile.TemporaryFile() as spool:
+        with (
+            gzip.GzipFile(fileobj=spool, mode="wb", mtime=0, filename="") as out,
+            transaction.atomic(),
+        ):
+            if own_transaction and connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            schemas = (
+                Label.objects.filter(dataset=dataset)
+                .values_list("schema_hash", flat=True)
+                .distinct()
+            )
+            head = canonical_line(
+                header(
+                    dataset_id=dataset.pk,
+                    code_commit=request.code_commit,
+                    code_repo=request.code_repo,
+                    parent=parent.pk if parent else None,
+                    label_schemas=list(schemas),
+                    split_seed=split_seed,
+                )
+            )
+            digest.add_header(head)
+            out.write(head)
+            for rows, tags in _item_batches(dataset):
+                for (
+                    item_id,
+                    external_id,
+                    sha256,
+                    size,
+                    media_type,
+                    metadata,
+                    split,
+                    value,
+                    source,
+                    provenance,
+                ) in rows:
+                    item = item_line(
+                        item_id=item_id,
+                        external_id=external_id,
+                        sha256=sha256,
+                        size=size,
+                        media_type=media_type,
+                        metadata=metadata,
+                        tags=tags.get(item_id, ()),
+                        split=split,
+                        label=value,
+                        label_source=source,
+                        provenance=provenance,
+                        split_seed=split_seed,
+                    )
+                    line = canonical_line(item)
+                    digest.add_item(line, item)
+                    out.write(line)
+                if progress is not None:
+                    progress(digest.items)
+        body = digest.body.hexdigest()
+        if (
+            parent is not None
+            and parent.body_sha256 == body
+            and parent.code_commit == request.code_commit
+            and parent.code_repo == request.code_repo
+        ):
+            return parent, False
+        version_id = digest.whole.hexdigest()
+        existing = Version.objects.filter(pk=version_id).first()
+        if existing is not None:
+            return existing, False
+        size = spool.tell()
+        spool.seek(0)
+        object_put(
+            manifest_key(version_id, MANIFEST_EXT),
+            spool,
+            size=size,
+            content_type="application/gzip",
+        )
+    version, created = Version.objects.get_or_create(
+        pk=version_id,
+        defaults={
+            "dataset": dataset,
+            "parent": parent,
+            "body_sha256": body,
+            "code_commit": request.code_commit,
+            "code_repo": request.code_repo,
+            "message": request.message,
+            "created_by_id": created_by_id,
+            "item_count": digest.items,
+            "labelled_count": digest.labelled,
+            "manifest_size": digest.size,
+            "class_counts": dict(sorted(digest.classes.items())),
+            "split_counts": dict(sorted(digest.splits.items())),
+        },
+    )
+    return version, created
+
+
+def manifest_stream(version: Version, *, chunk: int = 256 * 1024) -> Iterator[bytes]:
+    """The version's manifest bytes, decompressed as they are read from storage."""
+    with (
+        object_open(manifest_key(version.pk, MANIFEST_EXT)) as raw,
+        gzip.GzipFile(fileobj=raw, mode="rb") as manifest,
+    ):
+        while block := manifest.read(chunk):
+            yield block
