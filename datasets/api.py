@@ -501,3 +501,43 @@ class VersionManifestApi(APIView):
         response["Content-Length"] = str(version.manifest_size)
         response["Content-Disposition"] = f'attachment; filename="{version.pk}.jsonl"'
         return response
+
+
+class VersionAssetsApi(APIView):
+    """The distinct assets of a version (read from its manifest, so they stay those of the
+    version whatever happens to the items), 1000 a page, each with a presigned GET URL:
+    what `manage.py pull` downloads. Follow `next` until null (the cursor is opaque)."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("cursor", OpenApiTypes.STR, OpenApiParameter.QUERY),
+            OpenApiParameter("limit", OpenApiTypes.INT, OpenApiParameter.QUERY),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request, version_id: str) -> Response:
+        from datasets.services import pull
+
+        version = _version_or_404(request, version_id)
+        limit = request.query_params.get("limit", str(pull.ASSETS_PAGE_MAX))
+        if not limit.isdigit() or not 1 <= int(limit) <= pull.ASSETS_PAGE_MAX:
+            raise serializers.ValidationError({"limit": f"1 to {pull.ASSETS_PAGE_MAX}"})
+        try:
+            page = pull.version_assets_page(
+                version=version, cursor=request.query_params.get("cursor"), limit=int(limit)
+            )
+        except ValueError as exc:
+            raise serializers.ValidationError({"cursor": str(exc)}) from None
+        next_url = None
+        if page.next_cursor is not None:
+            query = request.query_params.copy()
+            query["cursor"] = page.next_cursor
+            next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+        return Response(
+            {
+                "version": version.pk,
+                "next": next_url,
+                "url_expires_in": settings.S3_PRESIGN_EXPIRY,
+                "results": [entry.as_dict() for entry in page.assets],
+            }
+        )

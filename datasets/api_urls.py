@@ -40,4 +40,9 @@ urlpatterns = [
         api.VersionManifestApi.as_view(),
         name="api-version-manifest",
     ),
+    path(
+        "versions/<sha256:version_id>/assets",
+        api.VersionAssetsApi.as_view(),
+        name="api-version-assets",
+    ),
 ]
