@@ -541,3 +541,27 @@ class VersionAssetsApi(APIView):
                 "results": [entry.as_dict() for entry in page.assets],
             }
         )
+
+
+class VersionDiffApi(APIView):
+    """What changed from version `a` to version `b` of one dataset: items added, removed,
+    relabelled (before/after), moved between splits, per-class counts, and the shift of
+    the label distribution (chi-square p-value, Jensen-Shannon distance) overall, per
+    split and per tag (datasets.diff). Both manifests are streamed; `examples` caps the
+    example ids listed per kind (0-1000, default 100), never the counts."""
+
+    class DiffQuery(serializers.Serializer):
+        class Meta:
+            ref_name = "VersionDiffQuery"
+
+        examples = serializers.IntegerField(min_value=0, max_value=1000, default=100)
+
+    @extend_schema(parameters=[DiffQuery], responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, version_id: str, other_id: str) -> Response:
+        from datasets.services.diffs import version_diff
+
+        query = self.DiffQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        a = _version_or_404(request, version_id)
+        b = _version_or_404(request, other_id)
+        return Response(version_diff(a=a, b=b, examples=query.validated_data["examples"]))

@@ -41,6 +41,11 @@ urlpatterns = [
         name="api-version-manifest",
     ),
     path(
+        "versions/<sha256:version_id>/diff/<sha256:other_id>",
+        api.VersionDiffApi.as_view(),
+        name="api-version-diff",
+    ),
+    path(
         "versions/<sha256:version_id>/assets",
         api.VersionAssetsApi.as_view(),
         name="api-version-assets",
