@@ -41,6 +41,7 @@ class DatasetOutput(serializers.ModelSerializer):
             "description",
             "kind",
             "metadata_schema",
+            "checks",
             "item_count",
             "total_bytes",
             "created_by",
@@ -156,6 +157,7 @@ class DatasetDetailApi(APIView):
         name = serializers.CharField(max_length=200, required=False)
         description = serializers.CharField(required=False, allow_blank=True)
         metadata_schema = serializers.JSONField(required=False, allow_null=True)
+        checks = serializers.JSONField(required=False, allow_null=True)
 
     @extend_schema(responses={200: DatasetOutput})
     def get(self, request: Request, dataset_id: int) -> Response:
@@ -398,6 +400,7 @@ class AssetDetailApi(APIView):
 
 class VersionOutput(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username")
+    tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     manifest_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -414,6 +417,9 @@ class VersionOutput(serializers.ModelSerializer):
             "manifest_size",
             "class_counts",
             "split_counts",
+            "checks",
+            "checks_passed",
+            "tags",
             "manifest_url",
             "created_by",
             "created_at",
@@ -501,6 +507,29 @@ class VersionManifestApi(APIView):
         response["Content-Length"] = str(version.manifest_size)
         response["Content-Disposition"] = f'attachment; filename="{version.pk}.jsonl"'
         return response
+
+
+class VersionTagApi(APIView):
+    """Tag a version (`v1.2`, `release`): 201. Tags are unique per dataset and never move;
+    `release` needs the version's data checks passed."""
+
+    class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "VersionTagInput"
+
+        name = serializers.CharField(max_length=100)
+
+    @extend_schema(request=Input, responses={201: VersionOutput})
+    def post(self, request: Request, version_id: str) -> Response:
+        version = _version_or_404(request, version_id)
+        if not selectors.dataset_can_edit(request.user, version.dataset):
+            raise PermissionDenied("You may not tag versions of this dataset.")
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        versions.version_tag(
+            version=version, name=data.validated_data["name"], created_by=request.user
+        )
+        return Response(VersionOutput(_version_or_404(request, version_id)).data, status=201)
 
 
 class VersionAssetsApi(APIView):

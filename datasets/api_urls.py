@@ -35,6 +35,7 @@ urlpatterns = [
         name="api-dataset-versions",
     ),
     path("versions/<sha256:version_id>", api.VersionDetailApi.as_view(), name="api-version"),
+    path("versions/<sha256:version_id>/tags", api.VersionTagApi.as_view(), name="api-version-tags"),
     path(
         "versions/<sha256:version_id>/manifest",
         api.VersionManifestApi.as_view(),

@@ -60,6 +60,8 @@ class Dataset(models.Model):
     )
     # Optional JSON Schema that every item's metadata must satisfy.
     metadata_schema = models.JSONField(null=True, blank=True)
+    # Which data checks a version must pass, with thresholds (datasets.checks).
+    checks = models.JSONField(default=dict, blank=True)
     # Running totals kept by the writers of items (datasets.services.datasets
     # .dataset_counters_add), because counting is too slow for a page view: count(*) of
     # 1M items takes ~100 ms and the sum of their asset sizes ~2 s on PostgreSQL here.
@@ -286,6 +288,10 @@ class Version(models.Model):
     # {"car": 120, ...} (regions or choices per label name) and {"train": 800, ...}
     class_counts = models.JSONField(default=dict)
     split_counts = models.JSONField(default=dict)
+    # The data checks' report (datasets.checks.Checker.report) and whether all passed: a
+    # failed version is kept, and cannot be tagged `release`.
+    checks = models.JSONField(default=list)
+    checks_passed = models.BooleanField(default=True)
 
     class Meta:
         constraints = [
@@ -295,3 +301,28 @@ class Version(models.Model):
 
     def __str__(self) -> str:
         return self.id[:12]
+
+
+class VersionTag(models.Model):
+    """A human name for a version (`v1.2`, `release`), unique within its dataset and
+    never moved once given."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="tags")
+    name = models.CharField(max_length=100)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "name"], name="version_tag_per_dataset"),
+            models.CheckConstraint(
+                condition=Q(name__regex=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"),
+                name="version_tag_name",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce, Greatest
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
+from datasets.checks import checks_config_check
 from datasets.errors import InvalidDataset
 from datasets.models import Dataset, Item
 from datasets.selectors import dataset_can_create, dataset_can_edit
@@ -133,8 +134,9 @@ def dataset_update(
     name: str = _UNSET,
     description: str = _UNSET,
     metadata_schema: dict[str, Any] | None = _UNSET,
+    checks: dict[str, Any] | None = _UNSET,
 ) -> Dataset:
-    """Change a dataset's name, description or metadata schema (its kind never changes:
+    """Change a dataset's name, description, metadata schema or data checks (its kind never changes:
     its items are of that kind).
 
     Raises PermissionDenied unless `updated_by` may edit it (ops, admin, its creator);
@@ -150,6 +152,12 @@ def dataset_update(
         fields["description"] = (description or "").strip()
     if metadata_schema is not _UNSET:
         fields["metadata_schema"] = metadata_schema_check(metadata_schema)
+    if checks is not _UNSET:
+        try:
+            checks_config_check(checks)
+        except ValueError as exc:
+            raise InvalidDataset(f"checks: {exc}.", field="checks") from None
+        fields["checks"] = checks or {}
     if not fields:
         return dataset
     try:

@@ -15,13 +15,16 @@ Guarantees:
 from __future__ import annotations
 
 import gzip
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count
 
+from datasets.checks import Checker, checks_config_check
 from datasets.errors import DatasetError
 from datasets.manifest import (
     DEFAULT_SPLIT_SEED,
@@ -31,7 +34,7 @@ from datasets.manifest import (
     header,
     item_line,
 )
-from datasets.models import Dataset, Item, ItemTag, Label, Version
+from datasets.models import Dataset, Item, ItemTag, Label, Version, VersionTag
 from storage.keys import manifest_key
 from storage.services import object_open, object_put
 from workers.models import Job
@@ -110,6 +113,21 @@ def version_snapshot_job(ctx: JobContext) -> dict[str, Any]:
     return {"version": version.pk, "created": created, "items": version.item_count}
 
 
+def _assets_in_two_splits(dataset: Dataset) -> list[str]:
+    """Assets of the dataset under items of different explicit splits (an item without a
+    split gets one from its asset's hash, so the same asset always lands in the same
+    split). One item per asset per dataset is a database constraint, so this is a check
+    of that guarantee, at the cost of one index scan."""
+    return list(
+        Item.objects.filter(dataset=dataset)
+        .exclude(split="")
+        .values("asset_id")
+        .annotate(splits=Count("split", distinct=True))
+        .filter(splits__gt=1)
+        .values_list("asset_id", flat=True)[:100]
+    )
+
+
 def _tags_of(item_ids: list[int]) -> dict[int, list[str]]:
     tags: dict[int, list[str]] = {}
     for item_id, tag in ItemTag.objects.filter(item_id__in=item_ids).values_list("item_id", "tag"):
@@ -134,6 +152,8 @@ def _item_batches(dataset: Dataset):  # type: ignore[no-untyped-def]
                 "label__value",
                 "label__source",
                 "label__provenance",
+                "asset__width",
+                "asset__height",
             )[:BATCH]
         )
         if not rows:
@@ -153,6 +173,7 @@ def version_snapshot(
     """Snapshot the dataset now; return (version, created). See the module docstring."""
     parent = Version.objects.filter(dataset=dataset).order_by("-created_at").first()
     digest = Digest()
+    checker = Checker(checks_config_check(dataset.checks), metadata_schema=dataset.metadata_schema)
     # A caller's open transaction (a test) already fixes what the reads see.
     own_transaction = not connection.in_atomic_block
     with tempfile.TemporaryFile() as spool:
@@ -180,6 +201,9 @@ def version_snapshot(
             )
             digest.add_header(head)
             out.write(head)
+            checker.leaking = (
+                _assets_in_two_splits(dataset) if checker.config["no_split_leakage"] else []
+            )
             for rows, tags in _item_batches(dataset):
                 for (
                     item_id,
@@ -192,6 +216,8 @@ def version_snapshot(
                     value,
                     source,
                     provenance,
+                    width,
+                    height,
                 ) in rows:
                     item = item_line(
                         item_id=item_id,
@@ -209,6 +235,7 @@ def version_snapshot(
                     )
                     line = canonical_line(item)
                     digest.add_item(line, item)
+                    checker.feed(item, width=width, height=height)
                     out.write(line)
                 if progress is not None:
                     progress(digest.items)
@@ -232,6 +259,7 @@ def version_snapshot(
             size=size,
             content_type="application/gzip",
         )
+    report = checker.report()
     version, created = Version.objects.get_or_create(
         pk=version_id,
         defaults={
@@ -247,6 +275,8 @@ def version_snapshot(
             "manifest_size": digest.size,
             "class_counts": dict(sorted(digest.classes.items())),
             "split_counts": dict(sorted(digest.splits.items())),
+            "checks": report,
+            "checks_passed": all(entry["passed"] for entry in report),
         },
     )
     return version, created
@@ -260,3 +290,45 @@ def manifest_stream(version: Version, *, chunk: int = 256 * 1024) -> Iterator[by
     ):
         while block := manifest.read(chunk):
             yield block
+
+
+TAG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+RELEASE_TAG = "release"
+
+
+def version_tag(*, version: Version, name: Any, created_by: Any) -> VersionTag:
+    """Give the version a tag, unique within its dataset and never moved. `release` needs
+    every data check passed. Raises InvalidSnapshot naming the problem (nothing stored).
+    Idempotent for the same tag on the same version."""
+    if not isinstance(name, str) or not TAG_NAME.fullmatch(name.strip()):
+        raise InvalidSnapshot(
+            "A tag is 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit "
+            "(e.g. v1.2, release).",
+            field="name",
+        )
+    name = name.strip()
+    if name == RELEASE_TAG and not version.checks_passed:
+        failed = [entry["check"] for entry in version.checks if not entry["passed"]]
+        raise InvalidSnapshot(
+            f"Version {version.pk[:12]} failed its data checks ({', '.join(failed)}): it cannot "
+            "be tagged release.",
+            field="name",
+        )
+    existing = VersionTag.objects.filter(dataset_id=version.dataset_id, name=name).first()
+    if existing is not None:
+        if existing.version_id == version.pk:
+            return existing
+        raise InvalidSnapshot(
+            f"Tag {name!r} already names version {existing.version_id[:12]} of this dataset; "
+            "tags never move.",
+            field="name",
+        )
+    try:
+        with transaction.atomic():
+            return VersionTag.objects.create(
+                dataset_id=version.dataset_id, version=version, name=name, created_by=created_by
+            )
+    except IntegrityError:  # the same name given at the same moment by someone else
+        raise InvalidSnapshot(
+            f"Tag {name!r} was just given to another version.", field="name"
+        ) from None

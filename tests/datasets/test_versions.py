@@ -187,3 +187,94 @@ def test_snapshot_command_takes_the_checkout_commit_and_refuses_a_dirty_tree(
     call_command(
         "snapshot", str(dataset.pk), "--allow-dirty", stdout=io.StringIO(), stderr=io.StringIO()
     )
+
+
+def checks_of(version):
+    return {entry["check"]: entry for entry in version.checks}
+
+
+def test_each_check_catches_its_fault(labelled, ops):
+    dataset, items = labelled
+    # items[3] has no label; items[2] gets a box outside its 8x8 image; items[1] a
+    # label that is not a list of labelled regions; metadata breaks the schema
+    label_publish(item=items[2], value=box(x=7), schema_hash=SCHEMA, source="s", provenance={})
+    label_publish(
+        item=items[1],
+        value=[{"type": "rectanglelabels"}],
+        schema_hash=SCHEMA,
+        source="s",
+        provenance={},
+    )
+    dataset.metadata_schema = {"type": "object", "required": ["camera"]}
+    dataset.checks = {
+        "min_items_per_class": 5,
+        "split_proportions": {"train": 1.0, "val": 0.0, "test": 0.0, "tolerance": 0.0},
+    }
+    dataset.save()
+    version, _ = snap(dataset, ops)
+    found = checks_of(version)
+    assert not version.checks_passed
+    assert not found["every_item_labelled"]["passed"] and found["every_item_labelled"][
+        "examples"
+    ] == [items[3].pk]
+    assert not found["boxes_inside_image"]["passed"] and found["boxes_inside_image"][
+        "examples"
+    ] == [items[2].pk]
+    assert not found["labels_valid"]["passed"] and found["labels_valid"]["examples"] == [
+        items[1].pk
+    ]
+    assert (
+        not found["min_items_per_class"]["passed"]
+        and "car" in found["min_items_per_class"]["detail"]
+    )
+    assert not found["metadata_valid"]["passed"] and "4 items" in found["metadata_valid"]["detail"]
+    assert found["no_split_leakage"]["passed"]
+    splits = version.split_counts
+    assert found["split_proportions"]["passed"] == (splits.get("train") == 4)
+
+
+def test_a_clean_version_passes_and_leakage_is_reported_when_found():
+    from datasets.checks import Checker, checks_config_check
+
+    checker = Checker(checks_config_check({}), metadata_schema=None)
+    checker.feed({"id": 1, "split": "train", "label": box(), "metadata": {}}, width=10, height=10)
+    assert all(entry["passed"] for entry in checker.report())
+    checker.leaking = ["f" * 64]
+    leak = {e["check"]: e for e in checker.report()}["no_split_leakage"]
+    assert not leak["passed"] and "ffffffffffff" in leak["detail"]
+
+
+def test_bad_checks_setting_is_400(labelled, ops):
+    dataset, _ = labelled
+    api = api_for(ops)
+    for checks, words in (
+        ({"colour": True}, "unknown checks colour"),
+        ({"min_items_per_class": -1}, "min_items_per_class"),
+        ({"split_proportions": {"train": 0.5, "val": 0.1, "test": 0.1}}, "add up to 1"),
+    ):
+        response = api.patch(f"/api/v1/datasets/{dataset.pk}", {"checks": checks}, format="json")
+        assert response.status_code == 400 and words in response.json()["detail"], response.json()
+    response = api.patch(
+        f"/api/v1/datasets/{dataset.pk}", {"checks": {"min_items_per_class": 2}}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["checks"] == {"min_items_per_class": 2}
+
+
+def test_tags_never_move_and_release_needs_passed_checks(labelled, ops):
+    dataset, items = labelled
+    api = api_for(ops)
+    failed, _ = snap(dataset, ops)
+    assert not failed.checks_passed  # one item is unlabelled
+    url = f"/api/v1/versions/{failed.pk}/tags"
+    response = api.post(url, {"name": "release"}, format="json")
+    assert response.status_code == 400 and "every_item_labelled" in response.json()["detail"]
+    assert api.post(url, {"name": "v1.0"}, format="json").json()["tags"] == ["v1.0"]
+    assert api.post(url, {"name": "v1.0"}, format="json").status_code == 201  # idempotent
+    assert api.post(url, {"name": "bad name!"}, format="json").status_code == 400
+    label_publish(item=items[3], value=box(), schema_hash=SCHEMA, source="s", provenance={})
+    passed, _ = snap(dataset, ops)
+    assert passed.checks_passed
+    response = api.post(f"/api/v1/versions/{passed.pk}/tags", {"name": "v1.0"}, format="json")
+    assert response.status_code == 400 and "never move" in response.json()["detail"]
+    response = api.post(f"/api/v1/versions/{passed.pk}/tags", {"name": "release"}, format="json")
+    assert response.status_code == 201 and response.json()["tags"] == ["release"]
