@@ -307,14 +307,20 @@ def _json_object(value: Any, field: str) -> dict[str, Any] | None:
     return value
 
 
-def _import_or_404(request: Request, import_id: int) -> Import:
-    imp = Import.objects.select_related("created_by", "dataset").filter(pk=import_id).first()
+def _of_visible_dataset(request: Request, model: type[Any], pk: Any, what: str) -> Any:
+    """The `model` row (an import, a version) if its dataset is visible to the user; 404
+    otherwise, also when it exists in someone else's dataset (ids do not leak)."""
+    row = model.objects.select_related("created_by", "dataset").filter(pk=pk).first()
     if (
-        imp is None
-        or not selectors.dataset_visible_to(request.user).filter(pk=imp.dataset_id).exists()
+        row is None
+        or not selectors.dataset_visible_to(request.user).filter(pk=row.dataset_id).exists()
     ):
-        raise Http404(f"No import {import_id}.")
-    return imp
+        raise Http404(f"No {what} {pk}.")
+    return row
+
+
+def _import_or_404(request: Request, import_id: int) -> Import:
+    return _of_visible_dataset(request, Import, import_id, "import")
 
 
 class ImportDetailApi(APIView):
@@ -478,13 +484,7 @@ class DatasetVersionListApi(APIView):
 
 
 def _version_or_404(request: Request, version_id: str) -> Version:
-    version = Version.objects.select_related("created_by", "dataset").filter(pk=version_id).first()
-    if (
-        version is None
-        or not selectors.dataset_visible_to(request.user).filter(pk=version.dataset_id).exists()
-    ):
-        raise Http404(f"No version {version_id}.")
-    return version
+    return _of_visible_dataset(request, Version, version_id, "version")
 
 
 class VersionDetailApi(APIView):
