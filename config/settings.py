@@ -175,6 +175,7 @@ STATICFILES_DIRS = [
     ("vendor/annotorious", NODE_MODULES / "@annotorious" / "annotorious" / "dist"),
     # Text spans: UMD build, global `RecogitoJS`.
     ("vendor/text-annotator", NODE_MODULES / "@recogito" / "text-annotator" / "dist"),
+    ("vendor/chartjs", NODE_MODULES / "chart.js" / "dist"),  # UMD build, global `Chart`.
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -19,4 +19,16 @@ urlpatterns = [
         views.import_summary,
         name="import-summary",
     ),
+    path("<int:dataset_id>/versions", views.version_list, name="versions"),
+    path("<int:dataset_id>/versions/<str:version_id>", views.version_detail, name="version"),
+    path(
+        "<int:dataset_id>/versions/<str:version_id>/diff",
+        views.version_diff_partial,
+        name="version-diff",
+    ),
+    path(
+        "<int:dataset_id>/versions/<str:version_id>/contributors",
+        views.version_contributors_partial,
+        name="version-contributors",
+    ),
 ]

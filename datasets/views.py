@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 from django.conf import settings
 from django.contrib import messages
@@ -22,9 +26,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from datasets.diff import manifest_item_lines
 from datasets.errors import DatasetError
 from datasets.forms import DatasetForm, ImportUploadForm, ItemFilterForm
-from datasets.models import Dataset, Import, Item
+from datasets.manifest import label_names
+from datasets.models import Dataset, Import, Item, Version
 from datasets.selectors import (
     dataset_can_create,
     dataset_can_edit,
@@ -38,9 +44,18 @@ from datasets.selectors import (
     item_page,
 )
 from datasets.services import datasets as dataset_services
+from datasets.services.diffs import version_diff
 from datasets.services.thumbnails import text_read_head, thumbnail_url
+from datasets.services.versions import (
+    SNAPSHOT_JOB_KIND,
+    InvalidSnapshot,
+    manifest_stream,
+    snapshot_request_check,
+    version_snapshot_submit,
+)
 from storage.keys import blob_key
 from storage.services import presign_get
+from workers.models import Job
 
 # The item page shows at most this much of a text (the rest is a download away).
 TEXT_DETAIL_MAX_BYTES = 256 * 1024
@@ -324,3 +339,258 @@ def import_summary(request: HttpRequest, dataset_id: int, import_id: int) -> Htt
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+# --- versions ---------------------------------------------------------------------------
+
+# The versions list shows this many, newest first (the API pages through all of them).
+VERSIONS_LISTED = 100
+# The lineage walks `parent` this far up: one small query per step.
+LINEAGE_DEPTH = 20
+# The diff partial lists this many examples of each kind (the counts are always whole).
+DIFF_EXAMPLES = 10
+# Contributors listed per kind (annotators, sources, batches); the counters stop taking
+# new names past CONTRIBUTORS_DISTINCT_MAX, so memory stays bounded on any manifest.
+CONTRIBUTORS_LISTED = 20
+CONTRIBUTORS_DISTINCT_MAX = 10_000
+# Forges whose commit pages we can link: host -> path between the repository and the sha.
+FORGE_COMMIT_PATHS = {
+    "github.com": "commit",
+    "gitlab.com": "-/commit",
+    "bitbucket.org": "commits",
+}
+_SSH_REPO = re.compile(r"^git@(?P<host>[\w.-]+):(?P<path>[\w.~/-]+)$")
+
+
+def commit_url(code_repo: str, code_commit: str) -> str | None:
+    """The commit's page on a known forge (GitHub, GitLab, Bitbucket), or None: for other
+    hosts, for `none`, for anything that is not a plain repository URL."""
+    if not code_repo or code_commit == "none":
+        return None
+    ssh = _SSH_REPO.match(code_repo.strip())
+    if ssh:
+        host, path = ssh["host"], ssh["path"]
+    else:
+        parsed = urlparse(code_repo.strip())
+        if parsed.scheme not in ("https", "http") or parsed.query or parsed.fragment:
+            return None
+        host, path = (parsed.hostname or ""), parsed.path
+    host = host.lower().removeprefix("www.")
+    segment = FORGE_COMMIT_PATHS.get(host)
+    path = path.strip("/").removesuffix(".git")
+    if segment is None or path.count("/") < 1 or not re.fullmatch(r"[\w.~/-]+", path):
+        return None
+    return f"https://{host}/{path}/{segment}/{code_commit}"
+
+
+def _version_or_404(dataset: Dataset, version_id: str) -> Version:
+    version = (
+        Version.objects.filter(dataset=dataset, pk=version_id)
+        .select_related("created_by", "parent")
+        .prefetch_related("tags")
+        .first()
+    )
+    if version is None:
+        raise Http404("No such version of this dataset.")
+    return version
+
+
+def _snapshot_job(request: HttpRequest, dataset: Dataset) -> Job | None:
+    """The snapshot job named by ?job=, if it is one of this dataset's."""
+    job_id = request.GET.get("job", "")
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        return None
+    return Job.objects.filter(
+        pk=job_id, kind=SNAPSHOT_JOB_KIND, params__dataset_id=dataset.pk
+    ).first()
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def version_list(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """The dataset's versions, newest first, and (ops, admins, the creator) the "Snapshot
+    now" form: a POST submits the snapshot job and comes back here showing its progress;
+    a bad commit is a 400 with the error by its field."""
+    dataset = _dataset_or_404(request, dataset_id)
+    can_edit = dataset_can_edit(request.user, dataset)
+    errors: dict[str, str] = {}
+    values = {"code_commit": "", "code_repo": "", "message": ""}
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied("Only ops, admins and the dataset's creator snapshot it.")
+        values = {name: request.POST.get(name, "") for name in values}
+        try:
+            checked = snapshot_request_check(**values)
+        except InvalidSnapshot as exc:
+            errors[exc.field or "code_commit"] = str(exc)
+        else:
+            job = version_snapshot_submit(dataset=dataset, request=checked, created_by=request.user)
+            return redirect(f"{reverse('datasets:versions', args=[dataset.pk])}?job={job.pk}")
+    versions = list(
+        Version.objects.filter(dataset=dataset)
+        .select_related("created_by")
+        .prefetch_related("tags")
+        .order_by("-created_at")[:VERSIONS_LISTED]
+    )
+    return render(
+        request,
+        "datasets/version_list.html",
+        {
+            "dataset": dataset,
+            "versions": versions,
+            "versions_limit": VERSIONS_LISTED,
+            "can_edit": can_edit,
+            "job": _snapshot_job(request, dataset),
+            "values": values,
+            "errors": errors,
+        },
+        status=400 if errors else 200,
+    )
+
+
+def _lineage(version: Version) -> list[Version]:
+    """The version's ancestors, parent first, at most LINEAGE_DEPTH of them."""
+    chain: list[Version] = []
+    parent_id = version.parent_id
+    while parent_id and len(chain) < LINEAGE_DEPTH:
+        parent = (
+            Version.objects.filter(pk=parent_id)
+            .only("id", "parent_id", "message", "created_at", "code_commit", "checks_passed")
+            .first()
+        )
+        if parent is None:
+            break
+        chain.append(parent)
+        parent_id = parent.parent_id
+    return chain
+
+
+@require_GET
+@login_required
+def version_detail(request: HttpRequest, dataset_id: int, version_id: str) -> HttpResponse:
+    """One version: header, counts, tags, checks, class and split charts, lineage. The
+    diff against the parent and the contributors read manifests, so they come as htmx
+    partials after the page has rendered."""
+    dataset = _dataset_or_404(request, dataset_id)
+    version = _version_or_404(dataset, version_id)
+    lineage = _lineage(version)
+    classes = sorted(version.class_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return render(
+        request,
+        "datasets/version_detail.html",
+        {
+            "dataset": dataset,
+            "version": version,
+            "can_edit": dataset_can_edit(request.user, dataset),
+            "commit_url": commit_url(version.code_repo, version.code_commit),
+            "tags": list(version.tags.all()),
+            "lineage": lineage,
+            "lineage_truncated": bool(lineage and lineage[-1].parent_id),
+            "unlabelled": version.item_count - version.labelled_count,
+            "classes": classes,
+            "chart_data": {
+                "classes": {"labels": [n for n, _ in classes], "counts": [c for _, c in classes]},
+                "splits": {
+                    "labels": list(version.split_counts),
+                    "counts": list(version.split_counts.values()),
+                },
+            },
+        },
+    )
+
+
+def _names(value: Any) -> str:
+    """A label value as its label names, "car, car, bus" (or "no label")."""
+    if value is None:
+        return "no label"
+    return ", ".join(label_names(value)) or "no named regions"
+
+
+@require_GET
+@login_required
+def version_diff_partial(request: HttpRequest, dataset_id: int, version_id: str) -> HttpResponse:
+    """The diff against the parent, as an htmx partial. Computed on each view for now:
+    version_diff streams both manifests from storage through a merge join (bounded
+    memory, ~10 s at 1M items), which is why the page loads it after rendering."""
+    dataset = _dataset_or_404(request, dataset_id)
+    version = _version_or_404(dataset, version_id)
+    diff = None
+    if version.parent is not None:
+        diff = version_diff(a=version.parent, b=version, examples=DIFF_EXAMPLES)
+        classes = sorted(diff["class_counts"].items())
+        diff["chart"] = {
+            "labels": [name for name, _ in classes],
+            "a": [c["a"] for _, c in classes],
+            "b": [c["b"] for _, c in classes],
+        }
+        diff["class_rows"] = classes
+        # Examples name the labels (one name per region), not the raw region JSON.
+        diff["relabelled_rows"] = [
+            {
+                "id": row["id"],
+                "before": _names(row["before"]),
+                "after": _names(row["after"]),
+            }
+            for row in diff["examples"]["relabelled"]
+        ]
+    return render(
+        request,
+        "datasets/_version_diff.html",
+        {"dataset": dataset, "version": version, "diff": diff},
+    )
+
+
+def _contributors(version: Version) -> dict[str, Any]:
+    """Count who made the labels of a version: provenance annotators, sources and batches,
+    read from its manifest in one streaming pass (json per item line; the counters keep
+    at most CONTRIBUTORS_DISTINCT_MAX names each)."""
+    counters: dict[str, Counter[str]] = {
+        "annotators": Counter(),
+        "sources": Counter(),
+        "batches": Counter(),
+    }
+
+    def count(kind: str, name: Any) -> None:
+        counter = counters[kind]
+        name = str(name)
+        if name in counter or len(counter) < CONTRIBUTORS_DISTINCT_MAX:
+            counter[name] += 1
+
+    for line in manifest_item_lines(manifest_stream(version)):
+        provenance = json.loads(line).get("provenance")
+        if not isinstance(provenance, dict):
+            continue
+        if provenance.get("source"):
+            count("sources", provenance["source"])
+        if provenance.get("batch") is not None:
+            count("batches", provenance["batch"])
+        annotators = provenance.get("annotators")
+        if isinstance(annotators, list):
+            for annotator in annotators:
+                count("annotators", annotator)
+    return {
+        kind: {"top": counter.most_common(CONTRIBUTORS_LISTED), "distinct": len(counter)}
+        for kind, counter in counters.items()
+    }
+
+
+@require_GET
+@login_required
+def version_contributors_partial(
+    request: HttpRequest, dataset_id: int, version_id: str
+) -> HttpResponse:
+    """Contributing annotators, label sources and batches of a version, as an htmx partial
+    (it streams the manifest once)."""
+    dataset = _dataset_or_404(request, dataset_id)
+    version = _version_or_404(dataset, version_id)
+    return render(
+        request,
+        "datasets/_version_contributors.html",
+        {
+            "version": version,
+            "contributors": _contributors(version),
+            "listed": CONTRIBUTORS_LISTED,
+        },
+    )
