@@ -142,9 +142,17 @@ class Digest:
         self.size += len(line)
 
     def add_item(self, line: bytes, item: dict[str, Any]) -> None:
-        self.whole.update(line)
-        self.body.update(line)
-        self.size += len(line)
+        self.add_items_block(line)
+        self.count_item(item)
+
+    def add_items_block(self, block: bytes) -> None:
+        """Hash consecutive item lines at once (the same digest as line by line)."""
+        self.whole.update(block)
+        self.body.update(block)
+        self.size += len(block)
+
+    def count_item(self, item: dict[str, Any]) -> None:
+        """Count an item whose line goes into add_items_block."""
         self.items += 1
         self.splits[item["split"]] += 1
         if item["label"] is not None:

@@ -5,8 +5,8 @@ the manifest gzipped in object storage, then record the Version row.
 Guarantees:
 - the manifest reflects one moment: on PostgreSQL the items are read in a REPEATABLE
   READ transaction (SQLite reads one transaction's snapshot anyway);
-- memory does not grow with the dataset: items go through in keyset batches, the gzip is
-  written to a temporary file;
+- memory does not grow with the dataset: items go through in batches read from one
+  server-side cursor, the gzip is written to a temporary file;
 - the same content gives the same id, and a snapshot of a dataset unchanged since its
   latest version (same items, labels and code commit) returns that version;
 - the object is written before the row, and a version is never changed afterwards.
@@ -19,6 +19,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -44,7 +45,11 @@ from workers.types import JobContext
 SNAPSHOT_JOB_KIND = "version_snapshot"
 SNAPSHOT_HANDLER = "datasets.services.versions.version_snapshot_job"
 # Items per query of the stream: a few MB of rows at most, whatever the dataset's size.
-BATCH = 2_000
+BATCH = 5_000
+# Only the uncompressed canonical bytes are hashed: the gzip level changes the stored
+# object's size, never a version id. Level 1 is several times faster than the default 6
+# and still deterministic.
+GZIP_LEVEL = 1
 CODE_REPO_MAX = 500
 MANIFEST_EXT = "jsonl.gz"
 
@@ -128,38 +133,44 @@ def _assets_in_two_splits(dataset: Dataset) -> list[str]:
     )
 
 
-def _tags_of(item_ids: list[int]) -> dict[int, list[str]]:
+def _tags_of(dataset: Dataset, first: int, last: int) -> dict[int, list[str]]:
+    """Tags of the dataset's items with ids in [first, last]: a range (one index scan),
+    not a list of thousands of ids to send and plan."""
     tags: dict[int, list[str]] = {}
-    for item_id, tag in ItemTag.objects.filter(item_id__in=item_ids).values_list("item_id", "tag"):
+    rows = ItemTag.objects.filter(
+        dataset=dataset, item_id__gte=first, item_id__lte=last
+    ).values_list("item_id", "tag")
+    for item_id, tag in rows:
         tags.setdefault(item_id, []).append(tag)
     return tags
 
 
 def _item_batches(dataset: Dataset):  # type: ignore[no-untyped-def]
-    last = 0
-    while True:
-        rows = list(
-            Item.objects.filter(dataset=dataset, id__gt=last)
-            .order_by("id")
-            .values_list(
-                "id",
-                "external_id",
-                "asset_id",
-                "asset__size",
-                "asset__media_type",
-                "metadata",
-                "split",
-                "label__value",
-                "label__source",
-                "label__provenance",
-                "asset__width",
-                "asset__height",
-            )[:BATCH]
+    """The dataset's rows in id order, BATCH at a time, with their tags. One query read
+    through a server-side cursor on PostgreSQL (chunks on SQLite): a LIMITed keyset query
+    per batch makes PostgreSQL merge-join the labels from their first row each time,
+    quadratic in the dataset's size (300 ms a batch half-way through 1M items)."""
+    rows_iter = (
+        Item.objects.filter(dataset=dataset)
+        .order_by("id")
+        .values_list(
+            "id",
+            "external_id",
+            "asset_id",
+            "asset__size",
+            "asset__media_type",
+            "metadata",
+            "split",
+            "label__value",
+            "label__source",
+            "label__provenance",
+            "asset__width",
+            "asset__height",
         )
-        if not rows:
-            return
-        last = rows[-1][0]
-        yield rows, _tags_of([row[0] for row in rows])
+        .iterator(chunk_size=BATCH)
+    )
+    while rows := list(islice(rows_iter, BATCH)):
+        yield rows, _tags_of(dataset, rows[0][0], rows[-1][0])
 
 
 def version_snapshot(
@@ -178,7 +189,9 @@ def version_snapshot(
     own_transaction = not connection.in_atomic_block
     with tempfile.TemporaryFile() as spool:
         with (
-            gzip.GzipFile(fileobj=spool, mode="wb", mtime=0, filename="") as out,
+            gzip.GzipFile(
+                fileobj=spool, mode="wb", mtime=0, filename="", compresslevel=GZIP_LEVEL
+            ) as out,
             transaction.atomic(),
         ):
             if own_transaction and connection.vendor == "postgresql":
@@ -204,6 +217,7 @@ def version_snapshot(
             checker.leaking = (
                 _assets_in_two_splits(dataset) if checker.config["no_split_leakage"] else []
             )
+            lines: list[bytes] = []
             for rows, tags in _item_batches(dataset):
                 for (
                     item_id,
@@ -234,9 +248,14 @@ def version_snapshot(
                         split_seed=split_seed,
                     )
                     line = canonical_line(item)
-                    digest.add_item(line, item)
+                    lines.append(line)
+                    digest.count_item(item)
                     checker.feed(item, width=width, height=height)
-                    out.write(line)
+                # One hash update and one write per batch: the same bytes, far fewer calls.
+                block = b"".join(lines)
+                lines.clear()
+                digest.add_items_block(block)
+                out.write(block)
                 if progress is not None:
                     progress(digest.items)
         body = digest.body.hexdigest()
