@@ -24,8 +24,8 @@ from datasets import selectors
 from datasets.models import Asset, Dataset, Import, Item, Version
 from datasets.services import imports, versions
 from datasets.services.datasets import dataset_create, dataset_update
-from storage.keys import blob_key
-from storage.services import presign_get
+from storage.keys import blob_key, manifest_key
+from storage.services import object_chunks, object_exists, presign_get
 
 # --- shapes -----------------------------------------------------------------------------
 
@@ -594,3 +594,20 @@ class VersionDiffApi(APIView):
         a = _version_or_404(request, version_id)
         b = _version_or_404(request, other_id)
         return Response(version_diff(a=a, b=b, examples=query.validated_data["examples"]))
+
+
+class VersionParquetApi(APIView):
+    """The Parquet copy of the version's manifest, for analytics (404 until the snapshot
+    job has written it; datasets.services.parquet documents the columns)."""
+
+    @extend_schema(responses={(200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY})
+    def get(self, request: Request, version_id: str) -> StreamingHttpResponse:
+        version = _version_or_404(request, version_id)
+        key = manifest_key(version.pk, "parquet")
+        if not object_exists(key):
+            raise Http404(f"The Parquet copy of version {version.pk} is not written yet.")
+        response = StreamingHttpResponse(
+            object_chunks(key), content_type="application/vnd.apache.parquet"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{version.pk}.parquet"'
+        return response

@@ -37,6 +37,11 @@ urlpatterns = [
     path("versions/<sha256:version_id>", api.VersionDetailApi.as_view(), name="api-version"),
     path("versions/<sha256:version_id>/tags", api.VersionTagApi.as_view(), name="api-version-tags"),
     path(
+        "versions/<sha256:version_id>/parquet",
+        api.VersionParquetApi.as_view(),
+        name="api-version-parquet",
+    ),
+    path(
         "versions/<sha256:version_id>/manifest",
         api.VersionManifestApi.as_view(),
         name="api-version-manifest",

@@ -544,6 +544,14 @@ def object_open(key: str, *, offset: int = 0, length: int | None = None) -> Iter
 # --- presigned URLs ---------------------------------------------------------------------
 
 
+def object_chunks(key: str, *, chunk: int = 256 * 1024) -> Iterator[bytes]:
+    """The object's bytes in chunks of at most `chunk` bytes, read as they are consumed
+    (a streaming response). Raises like object_open, at the first chunk."""
+    with object_open(key) as stream:
+        while block := stream.read(chunk):
+            yield block
+
+
 def presign_get(
     key: str,
     *,

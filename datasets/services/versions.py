@@ -115,6 +115,11 @@ def version_snapshot_job(ctx: JobContext) -> dict[str, Any]:
         created_by_id=params["created_by"],
         progress=lambda done: ctx.progress(done, dataset.item_count or None),
     )
+    # The analytics copy, after the version exists (its id is the JSONL's hash); imported
+    # here because datasets.services.parquet reads manifests through this module.
+    from datasets.services.parquet import version_parquet_write
+
+    version_parquet_write(version)
     return {"version": version.pk, "created": created, "items": version.item_count}
 
 

@@ -278,3 +278,31 @@ def test_tags_never_move_and_release_needs_passed_checks(labelled, ops):
     assert response.status_code == 400 and "never move" in response.json()["detail"]
     response = api.post(f"/api/v1/versions/{passed.pk}/tags", {"name": "release"}, format="json")
     assert response.status_code == 201 and response.json()["tags"] == ["release"]
+
+
+def test_the_parquet_copy_equals_the_manifest(labelled, ops):
+    import pyarrow.parquet as pq
+
+    from datasets.services.parquet import version_parquet_write
+
+    dataset, _ = labelled
+    version, _ = snap(dataset, ops)
+    api = api_for(ops)
+    url = f"/api/v1/versions/{version.pk}/manifest"
+    parquet_url = f"/api/v1/versions/{version.pk}/parquet"
+    assert api.get(parquet_url).status_code == 404  # not written yet
+    assert version_parquet_write(version) and not version_parquet_write(version)
+    response = api.get(parquet_url)
+    assert response.status_code == 200
+    table = pq.read_table(io.BytesIO(b"".join(response.streaming_content)))
+    lines = b"".join(api.get(url).streaming_content).splitlines()
+    head, *items = [json.loads(line) for line in lines]
+    assert json.loads(table.schema.metadata[b"labelvault.header"]) == head
+    rows = table.to_pylist()
+    assert [r["id"] for r in rows] == [i["id"] for i in items]
+    for row, item in zip(rows, items, strict=True):
+        assert row["sha256"] == item["sha256"] and row["split"] == item["split"]
+        assert row["tags"] == item["tags"]
+        assert json.loads(row["metadata"]) == item["metadata"]
+        assert (json.loads(row["label"]) if row["label"] else None) == item["label"]
+        assert row["label_names"] == (["car"] if item["label"] else [])

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from datasets.errors import DatasetError
 from datasets.models import Dataset
+from datasets.services.parquet import version_parquet_write
 from datasets.services.versions import snapshot_request_check, version_snapshot
 
 
@@ -86,6 +87,7 @@ class Command(BaseCommand):
         except DatasetError as exc:
             raise CommandError(str(exc)) from None
         version, created = version_snapshot(dataset=dataset, request=request, created_by_id=user.pk)
+        version_parquet_write(version)
         state = "new version" if created else "unchanged: existing version"
         self.stderr.write(
             f"{state} of dataset {dataset.pk}: {version.item_count} items, "
