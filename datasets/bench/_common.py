@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -16,8 +18,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
+import psycopg
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
@@ -384,3 +388,53 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+# --- a PostgreSQL database of the bench's own -------------------------------------------
+
+DATABASE_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def admin_execute(settings_dict: dict[str, Any], sql: str) -> None:
+    """Run one statement outside any transaction on the server's `postgres` database."""
+    params = {
+        "dbname": "postgres",
+        "host": settings_dict.get("HOST") or None,
+        "port": settings_dict.get("PORT") or None,
+        "user": settings_dict.get("USER") or None,
+        "password": settings_dict.get("PASSWORD") or None,
+    }
+    with psycopg.connect(
+        autocommit=True, **{k: v for k, v in params.items() if v is not None}
+    ) as admin:
+        admin.execute(sql)
+
+
+@contextlib.contextmanager
+def own_database(name: str, *, keep: bool, log: Log, bench: str) -> Iterator[None]:
+    """Create database `name` (dropping a leftover one), point this process's default
+    connection at it and migrate it; on the way out point the connection back and drop
+    it unless `keep`. The way Django's test runner switches to a test database."""
+    if not DATABASE_NAME_RE.fullmatch(name):
+        raise CommandError(f"--database {name!r}: use lowercase letters, digits and _")
+    settings_dict = connection.settings_dict
+    in_use = settings_dict["NAME"]
+    if name == in_use:
+        raise CommandError(f"--database {name!r} is the database in use; name another one")
+    if connection.in_atomic_block:
+        raise CommandError(f"bench {bench} cannot switch databases inside a transaction")
+    admin_execute(settings_dict, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_execute(settings_dict, f'CREATE DATABASE "{name}"')
+    connection.close()
+    settings_dict["NAME"] = name
+    try:
+        call_command("migrate", interactive=False, verbosity=0, stdout=io.StringIO())
+        yield
+    finally:
+        connection.close()
+        settings_dict["NAME"] = in_use
+        if keep:
+            log(f"kept database {name}")
+        else:
+            admin_execute(settings_dict, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            log(f"dropped database {name}")

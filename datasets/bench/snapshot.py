@@ -29,28 +29,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import random
-import re
 import resource
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-import psycopg
 import requests
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from datasets.bench._common import Log
+from datasets.bench._common import Log, own_database
 from datasets.models import Asset, Dataset, Item, Label
 from datasets.services.datasets import dataset_counters_add
 from datasets.services.diffs import version_diff
@@ -65,7 +60,6 @@ HELP = (
     "Snapshot a labelled dataset of N items on PostgreSQL, re-snapshot it unchanged, "
     "relabel 1 %, snapshot and diff; pull a version of --pull-items real assets."
 )
-DATABASE_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SCHEMA_HASH = "b" * 64
 CLASSES = ("car", "person", "bicycle")
 REQUEST = SnapshotRequest(code_commit="0123456789abcdef", code_repo="", message="bench")
@@ -132,7 +126,7 @@ def run(
     with contextlib.ExitStack() as stack:
         root = Path(tempfile.mkdtemp(prefix="lv-bench-snapshot-"))
         stack.callback(shutil.rmtree, root, ignore_errors=True)
-        stack.enter_context(_own_database(database, keep=keep, log=log))
+        stack.enter_context(own_database(database, keep=keep, log=log, bench="snapshot"))
         owner = get_user_model().objects.create_user(
             username="bench-snapshot", password=None, is_superuser=True
         )
@@ -330,48 +324,3 @@ def _pull_phase(*, owner: Any, count: int, workers: int, root: Path, log: Log) -
 
 
 # --- the database of the bench ----------------------------------------------------------
-
-
-def _admin_execute(settings_dict: dict[str, Any], sql: str) -> None:
-    """Run one statement outside any transaction on the server's `postgres` database."""
-    params = {
-        "dbname": "postgres",
-        "host": settings_dict.get("HOST") or None,
-        "port": settings_dict.get("PORT") or None,
-        "user": settings_dict.get("USER") or None,
-        "password": settings_dict.get("PASSWORD") or None,
-    }
-    with psycopg.connect(
-        autocommit=True, **{k: v for k, v in params.items() if v is not None}
-    ) as admin:
-        admin.execute(sql)
-
-
-@contextlib.contextmanager
-def _own_database(name: str, *, keep: bool, log: Log) -> Iterator[None]:
-    """Create database `name` (dropping a leftover one), point this process's default
-    connection at it and migrate it; on the way out point the connection back and drop
-    it unless `keep` (as bench queue does)."""
-    if not DATABASE_NAME_RE.fullmatch(name):
-        raise CommandError(f"--database {name!r}: use lowercase letters, digits and _")
-    settings_dict = connection.settings_dict
-    in_use = settings_dict["NAME"]
-    if name == in_use:
-        raise CommandError(f"--database {name!r} is the database in use; name another one")
-    if connection.in_atomic_block:
-        raise CommandError("bench snapshot cannot switch databases inside a transaction")
-    _admin_execute(settings_dict, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _admin_execute(settings_dict, f'CREATE DATABASE "{name}"')
-    connection.close()
-    settings_dict["NAME"] = name
-    try:
-        call_command("migrate", interactive=False, verbosity=0, stdout=io.StringIO())
-        yield
-    finally:
-        connection.close()
-        settings_dict["NAME"] = in_use
-        if keep:
-            log(f"kept database {name}")
-        else:
-            _admin_execute(settings_dict, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            log(f"dropped database {name}")

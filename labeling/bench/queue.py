@@ -41,11 +41,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import io
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import socket
@@ -58,22 +56,20 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import psutil
-import psycopg
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from datasets.bench._common import Log, forget_queue, sending_to, worker_env
+from datasets.bench._common import Log, forget_queue, own_database, sending_to, worker_env
 from datasets.models import Asset, Dataset, Item
 from datasets.services.datasets import dataset_counters_add, dataset_create
 from labeling.models import AnnotationRevision, Lease
@@ -96,7 +92,6 @@ SERVER_STOP_GRACE = 15.0
 SERVER_KEEPALIVE = 75
 CLIENT_READY_TIMEOUT = 60.0
 CPU_SAMPLE_SECONDS = 0.5
-DATABASE_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -236,7 +231,7 @@ def run(
             stack.callback(shutil.rmtree, root, ignore_errors=True)
         stack.callback(forget_queue, queue)
         started = time.monotonic()
-        stack.enter_context(_own_database(database, keep=keep, log=log))
+        stack.enter_context(own_database(database, keep=keep, log=log, bench="queue"))
         migrate_seconds = time.monotonic() - started
         log(f"database {database} created and migrated in {migrate_seconds:.1f} s")
 
@@ -346,51 +341,6 @@ def run(
 
 
 # --- the database of the bench ----------------------------------------------------------
-
-
-def _admin_execute(settings_dict: dict[str, Any], sql: str) -> None:
-    """Run one statement outside any transaction on the server's `postgres` database."""
-    params = {
-        "dbname": "postgres",
-        "host": settings_dict.get("HOST") or None,
-        "port": settings_dict.get("PORT") or None,
-        "user": settings_dict.get("USER") or None,
-        "password": settings_dict.get("PASSWORD") or None,
-    }
-    with psycopg.connect(
-        autocommit=True, **{k: v for k, v in params.items() if v is not None}
-    ) as admin:
-        admin.execute(sql)
-
-
-@contextlib.contextmanager
-def _own_database(name: str, *, keep: bool, log: Log) -> Iterator[None]:
-    """Create database `name` (dropping a leftover one), point this process's default
-    connection at it and migrate it; on the way out point the connection back and drop
-    it unless `keep`. The way Django's test runner switches to a test database."""
-    if not DATABASE_NAME_RE.fullmatch(name):
-        raise CommandError(f"--database {name!r}: use lowercase letters, digits and _")
-    settings_dict = connection.settings_dict
-    in_use = settings_dict["NAME"]
-    if name == in_use:
-        raise CommandError(f"--database {name!r} is the database in use; name another one")
-    if connection.in_atomic_block:
-        raise CommandError("bench queue cannot switch databases inside a transaction")
-    _admin_execute(settings_dict, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _admin_execute(settings_dict, f'CREATE DATABASE "{name}"')
-    connection.close()
-    settings_dict["NAME"] = name
-    try:
-        call_command("migrate", interactive=False, verbosity=0, stdout=io.StringIO())
-        yield
-    finally:
-        connection.close()
-        settings_dict["NAME"] = in_use
-        if keep:
-            log(f"kept database {name}")
-        else:
-            _admin_execute(settings_dict, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            log(f"dropped database {name}")
 
 
 @dataclass
