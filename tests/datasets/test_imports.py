@@ -359,6 +359,10 @@ def test_worker_killed_mid_import_resumes_and_imports_each_file_exactly_once(
 
     env = {"IMPORT_CHUNK_SIZE": "5", "JOB_STALE_AFTER": "2", "JOB_HEARTBEAT_SECONDS": "0.5"}
     settings.JOB_STALE_AFTER = 2
+    # The killed worker may hold a chunk's message it received but had not started: on
+    # the embedded broker that message dies with it, and the sweep re-sends a job queued
+    # longer than JOB_REQUEUE_AFTER (10 minutes by default).
+    settings.JOB_REQUEUE_AFTER = 2
     first = celery_worker_factory(celery_embedded_broker, env=env)
     dataset = Dataset.objects.create(name="crash", kind="image", created_by=ops)
     files = [upload(f"{n:03}.png", image_bytes(20 + n, 20, color=(n, 2 * n, 3))) for n in range(40)]
@@ -375,7 +379,7 @@ def test_worker_killed_mid_import_resumes_and_imports_each_file_exactly_once(
         )
         first.kill()
         assert Item.objects.filter(dataset=dataset).count() < 40
-        time.sleep(2.5)  # let the killed chunk's heartbeat go stale
+        time.sleep(2.5)  # let the killed chunk's heartbeat (and a lost message) go stale
         jobs_sweep()
         celery_worker_factory(celery_embedded_broker, env=env)
         job = wait_for_job(job_id, timeout=180)
