@@ -12,7 +12,6 @@ import json
 import os
 import re
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -26,7 +25,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from datasets.diff import manifest_item_lines
 from datasets.errors import DatasetError
 from datasets.forms import DatasetForm, ImportUploadForm, ItemFilterForm
 from datasets.manifest import label_names
@@ -49,8 +47,8 @@ from datasets.services.thumbnails import text_read_head, thumbnail_url
 from datasets.services.versions import (
     SNAPSHOT_JOB_KIND,
     InvalidSnapshot,
-    manifest_stream,
     snapshot_request_check,
+    version_contributors,
     version_snapshot_submit,
 )
 from storage.keys import blob_key
@@ -349,10 +347,9 @@ VERSIONS_LISTED = 100
 LINEAGE_DEPTH = 20
 # The diff partial lists this many examples of each kind (the counts are always whole).
 DIFF_EXAMPLES = 10
-# Contributors listed per kind (annotators, sources, batches); the counters stop taking
-# new names past CONTRIBUTORS_DISTINCT_MAX, so memory stays bounded on any manifest.
+# Contributors listed per kind (annotators, sources, batches; counting them is
+# datasets.services.versions.version_contributors).
 CONTRIBUTORS_LISTED = 20
-CONTRIBUTORS_DISTINCT_MAX = 10_000
 # Forges whose commit pages we can link: host -> path between the repository and the sha.
 FORGE_COMMIT_PATHS = {
     "github.com": "commit",
@@ -542,40 +539,6 @@ def version_diff_partial(request: HttpRequest, dataset_id: int, version_id: str)
     )
 
 
-def _contributors(version: Version) -> dict[str, Any]:
-    """Count who made the labels of a version: provenance annotators, sources and batches,
-    read from its manifest in one streaming pass (json per item line; the counters keep
-    at most CONTRIBUTORS_DISTINCT_MAX names each)."""
-    counters: dict[str, Counter[str]] = {
-        "annotators": Counter(),
-        "sources": Counter(),
-        "batches": Counter(),
-    }
-
-    def count(kind: str, name: Any) -> None:
-        counter = counters[kind]
-        name = str(name)
-        if name in counter or len(counter) < CONTRIBUTORS_DISTINCT_MAX:
-            counter[name] += 1
-
-    for line in manifest_item_lines(manifest_stream(version)):
-        provenance = json.loads(line).get("provenance")
-        if not isinstance(provenance, dict):
-            continue
-        if provenance.get("source"):
-            count("sources", provenance["source"])
-        if provenance.get("batch") is not None:
-            count("batches", provenance["batch"])
-        annotators = provenance.get("annotators")
-        if isinstance(annotators, list):
-            for annotator in annotators:
-                count("annotators", annotator)
-    return {
-        kind: {"top": counter.most_common(CONTRIBUTORS_LISTED), "distinct": len(counter)}
-        for kind, counter in counters.items()
-    }
-
-
 @require_GET
 @login_required
 def version_contributors_partial(
@@ -590,7 +553,7 @@ def version_contributors_partial(
         "datasets/_version_contributors.html",
         {
             "version": version,
-            "contributors": _contributors(version),
+            "contributors": version_contributors(version, listed=CONTRIBUTORS_LISTED),
             "listed": CONTRIBUTORS_LISTED,
         },
     )

@@ -15,8 +15,10 @@ Guarantees:
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -26,6 +28,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count
 
 from datasets.checks import Checker, checks_config_check
+from datasets.diff import manifest_item_lines
 from datasets.errors import DatasetError
 from datasets.manifest import (
     DEFAULT_SPLIT_SEED,
@@ -356,3 +359,42 @@ def version_tag(*, version: Version, name: Any, created_by: Any) -> VersionTag:
         raise InvalidSnapshot(
             f"Tag {name!r} was just given to another version.", field="name"
         ) from None
+
+
+# Contributors of a version: each counter stops taking new names past this many, so
+# memory stays bounded on any manifest.
+CONTRIBUTORS_DISTINCT_MAX = 10_000
+
+
+def version_contributors(version: Version, *, listed: int = 20) -> dict[str, Any]:
+    """Count who made the labels of a version: provenance annotators, sources and batches,
+    read from its manifest in one streaming pass (json per item line; the counters keep
+    at most CONTRIBUTORS_DISTINCT_MAX names each)."""
+    counters: dict[str, Counter[str]] = {
+        "annotators": Counter(),
+        "sources": Counter(),
+        "batches": Counter(),
+    }
+
+    def count(kind: str, name: Any) -> None:
+        counter = counters[kind]
+        name = str(name)
+        if name in counter or len(counter) < CONTRIBUTORS_DISTINCT_MAX:
+            counter[name] += 1
+
+    for line in manifest_item_lines(manifest_stream(version)):
+        provenance = json.loads(line).get("provenance")
+        if not isinstance(provenance, dict):
+            continue
+        if provenance.get("source"):
+            count("sources", provenance["source"])
+        if provenance.get("batch") is not None:
+            count("batches", provenance["batch"])
+        annotators = provenance.get("annotators")
+        if isinstance(annotators, list):
+            for annotator in annotators:
+                count("annotators", annotator)
+    return {
+        kind: {"top": counter.most_common(listed), "distinct": len(counter)}
+        for kind, counter in counters.items()
+    }
