@@ -15,7 +15,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
@@ -35,7 +34,7 @@ from labeling.forms import (
     schema_text,
 )
 from labeling.markdown import instructions_html
-from labeling.models import Annotation, Project
+from labeling.models import Project
 from labeling.schema import schema_media_kind
 from labeling.services import projects as project_services
 
@@ -256,25 +255,8 @@ def _dashboard_context(request: HttpRequest, project: Project) -> dict[str, Any]
     manages = selectors.user_manages_projects(user)
     role = selectors.member_role(user=user, project=project)
     progress = selectors.project_progress(project=project, annotator=user)
-    today = selectors.start_of_today()
-    # Annotations made or changed today, per annotator: one grouped query (the
-    # selectors count totals per annotator, not today's).
-    today_by_annotator = dict(
-        Annotation.objects.filter(project=project, updated_at__gte=today)
-        .values("annotator__username")
-        .annotate(n=Count("id"))
-        .values_list("annotator__username", "n")
-    )
-    annotators = []
-    if manages or role == "reviewer":
-        annotators = [
-            {
-                "username": row["annotator__username"],
-                "annotations": row["annotations"],
-                "today": today_by_annotator.get(row["annotator__username"], 0),
-            }
-            for row in selectors.annotator_counts(project=project)
-        ]
+    counts = selectors.annotator_counts(project=project)
+    annotators = counts if manages or role == "reviewer" else []
     return {
         "project": project,
         "schema": project.schema_revision.schema if project.schema_revision else None,
@@ -282,7 +264,7 @@ def _dashboard_context(request: HttpRequest, project: Project) -> dict[str, Any]
         "progress": progress,
         "percent": _percent(progress.done, progress.total),
         "open_tasks": max(progress.total - progress.done, 0),
-        "annotations_today": sum(today_by_annotator.values()),
+        "annotations_today": sum(row["today"] for row in counts),
         "annotators": annotators,
         "manages": manages,
         "role": role,
