@@ -310,23 +310,23 @@ class NextTaskApi(APIView):
 
 
 class LeaseApi(APIView):
-    """PATCH renews your lease (the page's heartbeat); DELETE gives it back."""
-
-    def _lease_id(self, request: Request, lease_id: int) -> int:
-        if not Lease.objects.filter(pk=lease_id, annotator=request.user).exists():
-            raise Http404(f"No lease {lease_id} of yours.")
-        return lease_id
+    """PATCH renews your lease (the page's heartbeat); DELETE gives it back. Someone
+    else's lease is a 404."""
 
     @extend_schema(request=None, responses={200: LeaseOutput})
     def patch(self, request: Request, lease_id: int) -> Response:
-        lease = queue.lease_heartbeat(
-            lease_id=self._lease_id(request, lease_id), annotator=request.user
-        )
+        try:
+            lease = queue.lease_heartbeat(lease_id=lease_id, annotator=request.user)
+        except Lease.DoesNotExist:
+            raise Http404(f"No lease {lease_id} of yours.") from None
         return Response(lease_shape(lease))
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, lease_id: int) -> Response:
-        queue.lease_release(lease_id=self._lease_id(request, lease_id), annotator=request.user)
+        try:
+            queue.lease_release(lease_id=lease_id, annotator=request.user)
+        except Lease.DoesNotExist:
+            raise Http404(f"No lease {lease_id} of yours.") from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

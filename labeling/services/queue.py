@@ -155,13 +155,12 @@ def _free_slot(*, task_id: int, overlap: int, now: datetime) -> int | None:
     free = [slot for slot in range(overlap) if slot not in taken]
     if not free:
         return None
-    if expired:
-        for lease_id in expired:  # one at most, but for a task with overlap > 1
-            sql_rows(
-                "UPDATE labeling_lease SET ended_at = %s, end_reason = %s "
-                "WHERE ended_at IS NULL AND id = %s",
-                [_db_time(now), Lease.End.EXPIRED, lease_id],
-            )
+    for lease_id in expired:  # one at most, but for a task with overlap > 1
+        sql_rows(
+            "UPDATE labeling_lease SET ended_at = %s, end_reason = %s "
+            "WHERE ended_at IS NULL AND id = %s",
+            [_db_time(now), Lease.End.EXPIRED, lease_id],
+        )
     return free[0]
 
 

@@ -209,3 +209,32 @@ def test_the_lease_shape_matches_its_documented_serializer(image_project, annota
     lease(api_for(annotator), project)
     stored = Lease.objects.get()
     assert lease_shape(stored) == dict(LeaseOutput(stored).data)
+
+
+def test_someone_elses_lease_cannot_be_released_and_a_lease_of_another_task_cannot_submit(
+    ops, annotator, annotator2
+):
+    project, _ = make_project(ops, [annotator, annotator2], count=2)
+    a1, a2 = api_for(annotator), api_for(annotator2)
+    mine, theirs = lease(a1, project), lease(a2, project)
+    assert a1.delete(f"/api/v1/leases/{theirs['lease']['id']}").status_code == 404
+    assert Lease.objects.get(pk=theirs["lease"]["id"]).ended_at is None
+    response = a1.post(
+        f"/api/v1/tasks/{theirs['task']['id']}/annotations/",
+        {"result": [box()], "lease": mine["lease"]["id"]},
+        format="json",
+    )
+    assert response.status_code == 409
+    assert "not yours on task" in response.json()["detail"]
+    assert not Task.objects.filter(remaining=0).exists()  # nothing counted
+
+
+def test_a_pick_that_keeps_losing_races_answers_503(image_project, annotator, monkeypatch):
+    from labeling.services import queue
+
+    project, _ = image_project
+    monkeypatch.setattr(queue, "_free_slot", lambda **kwargs: None)  # every pick was taken
+    response = api_for(annotator).post(f"/api/v1/projects/{project.pk}/next")
+    assert response.status_code == 503
+    assert response.json()["error"] == "queue_busy" and response["Retry-After"] == "5"
+    assert not Lease.objects.exists()
