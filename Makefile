@@ -10,6 +10,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Stamps: reinstall only when the dependency list changes.
 PY_STAMP := $(VENV)/.installed
+# Hugging Face `datasets` in a virtualenv of its own: its top-level package is named
+# `datasets`, like our app, so it cannot be imported beside it. The Parquet export's test
+# loads the export there, as a user's training code would.
+HF_VENV := .venv-hf
+HF_STAMP := $(HF_VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
 # Services `make test` uses when they answer on 127.0.0.1 (CI machines run both); without
@@ -23,7 +28,7 @@ TEST_VAR_DIR ?= $(CURDIR)/var/test
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k stack -x'
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint migrate venv install node_modules chromium clean reset-data
+.PHONY: help run test lint migrate venv install node_modules hf-venv chromium clean reset-data
 
 help:
 	@echo "make run         serve the demo at http://127.0.0.1:8000 (Ctrl-C stops everything)"
@@ -55,6 +60,13 @@ $(NODE_STAMP): package-lock.json
 	@touch $@
 
 node_modules: $(NODE_STAMP)
+
+$(HF_STAMP):
+	$(PYTHON) -m venv $(HF_VENV)
+	$(HF_VENV)/bin/python -m pip install --quiet 'datasets>=3,<6' 'pillow>=11,<13'
+	@touch $@
+
+hf-venv: $(HF_STAMP)
 
 # Browser tests (tests/e2e) drive Debian's Chromium; installed only once such tests exist.
 chromium:
@@ -106,7 +118,7 @@ answers = $(BIN)/python -c "$$ANSWERS_PY" '$(1)'
 
 test: export DEBUG := 1
 test: export VAR_DIR := $(TEST_VAR_DIR)
-test: lint $(NODE_STAMP) chromium
+test: lint $(NODE_STAMP) $(HF_STAMP) chromium
 	@mkdir -p "$$VAR_DIR"
 	@if [ -z "$${DATABASE_URL:-}" ] && $(call answers,$(TEST_DATABASE_URL)); then \
 	  export DATABASE_URL='$(TEST_DATABASE_URL)'; fi; \
@@ -121,7 +133,7 @@ test: lint $(NODE_STAMP) chromium
 
 # Never touches var/ (the database and stored objects of `make run`): see reset-data.
 clean:
-	rm -rf $(VENV) node_modules .ruff_cache .pytest_cache .mypy_cache .import_linter_cache *.egg-info
+	rm -rf $(VENV) $(HF_VENV) node_modules .ruff_cache .pytest_cache .mypy_cache .import_linter_cache *.egg-info
 	find . -name __pycache__ -type d -not -path './var/*' -prune -exec rm -rf {} +
 
 reset-data:

@@ -299,6 +299,10 @@ IMPORT_THREADS = env.int("IMPORT_THREADS", default=4)
 
 # How long a task slot stays an annotator's without a heartbeat (the page renews it every
 # fifth of this). A closed tab holds its slot this long at most.
+# The address users reach this server at: exports that give items as URLs (instead of
+# embedding the files) start them with it, and it is part of such an export's cache key.
+PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+
 LABELING_LEASE_SECONDS = env.int("LABELING_LEASE_SECONDS", default=300)
 
 # --- Celery -----------------------------------------------------------------------------

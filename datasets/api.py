@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import selectors
-from datasets.models import Asset, Dataset, Import, Item, Version
+from datasets.models import Asset, Dataset, Export, Import, Item, Version
 from datasets.services import imports, versions
 from datasets.services.datasets import dataset_create, dataset_update
 from storage.keys import blob_key, manifest_key
@@ -611,3 +611,220 @@ class VersionParquetApi(APIView):
         )
         response["Content-Disposition"] = f'attachment; filename="{version.pk}.parquet"'
         return response
+
+
+# --- exports ----------------------------------------------------------------------------
+
+
+class ExportOutput(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username")
+    url = serializers.SerializerMethodField()
+    download_url = serializers.SerializerMethodField()
+    job = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Export
+        fields = [
+            "id",
+            "version",
+            "format",
+            "options",
+            "state",
+            "size",
+            "sha256",
+            "counts",
+            "error",
+            "job",
+            "url",
+            "download_url",
+            "created_by",
+            "created_at",
+            "finished_at",
+        ]
+
+    def get_url(self, export: Export) -> str:
+        return reverse("api-export-detail", kwargs={"export_id": export.pk})
+
+    def get_download_url(self, export: Export) -> str | None:
+        from datasets.services.exports import export_download_url
+
+        return export_download_url(export)
+
+    def get_job(self, export: Export) -> dict[str, Any] | None:
+        if export.job_id is None:
+            return None
+        return {
+            "id": str(export.job_id),
+            "url": reverse("api-job-detail", kwargs={"job_id": export.job_id}),
+        }
+
+
+class ExportInput(serializers.Serializer):
+    class Meta:
+        ref_name = "ExportInput"
+
+    format = serializers.CharField(
+        help_text="jsonl, csv, coco, yolo, voc, conll, spacy, parquet or sql "
+        "(GET /api/v1/export-formats lists them with the dataset kinds they fit)."
+    )
+    options = serializers.JSONField(
+        required=False,
+        default=dict,
+        help_text='{"images": false, "splits": ["train", "val", "test"], "classes": [...]} '
+        "(sql adds url, table, if_exists).",
+    )
+
+
+class ExportPagination(CursorPagination):
+    ordering = "-created_at"
+    page_size = 50
+
+
+def _export_answer(export: Export, building: bool) -> Response:
+    """202 while it is being built (follow `job`, then GET `url`), 200 once it is."""
+    code = status.HTTP_200_OK if export.state == Export.State.DONE else status.HTTP_202_ACCEPTED
+    return Response({**ExportOutput(export).data, "building": building}, status=code)
+
+
+class VersionExportListApi(APIView):
+    """POST: export the version in a format (datasets.formats). The same version, format
+    and options give the same bytes, so a repeated request returns the cached export (200
+    with `download_url` when built, 202 with its `job` while building). GET: the exports
+    of this version, newest first."""
+
+    @extend_schema(request=ExportInput, responses={200: ExportOutput, 202: ExportOutput})
+    def post(self, request: Request, version_id: str) -> Response:
+        from datasets.services.exports import export_request
+
+        version = _version_or_404(request, version_id)
+        data = ExportInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        export, building = export_request(
+            version=version,
+            fmt=data.validated_data["format"],
+            options=data.validated_data["options"],
+            created_by=request.user,
+        )
+        return _export_answer(export, building)
+
+    @extend_schema(responses={200: ExportOutput(many=True)})
+    def get(self, request: Request, version_id: str) -> Response:
+        version = _version_or_404(request, version_id)
+        paginator = ExportPagination()
+        rows = Export.objects.filter(version=version).select_related(
+            "created_by", "version__dataset"
+        )
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(ExportOutput(page, many=True).data)
+
+
+class ExportDetailApi(APIView):
+    """One export: its state, counts and, once built, a presigned `download_url`."""
+
+    @extend_schema(responses={200: ExportOutput})
+    def get(self, request: Request, export_id: int) -> Response:
+        export = (
+            Export.objects.select_related("created_by", "version__dataset")
+            .filter(pk=export_id)
+            .first()
+        )
+        if (
+            export is None
+            or not selectors.dataset_visible_to(request.user)
+            .filter(pk=export.version.dataset_id)
+            .exists()
+        ):
+            raise Http404(f"No export {export_id}.")
+        return Response(ExportOutput(export).data)
+
+
+class DatasetExportApi(APIView):
+    """Export the dataset as it is now: snapshot it (or reuse its latest version when
+    nothing changed), then export that version. 202 with the job; its report names the
+    version and the export. `code_commit` defaults to `none`."""
+
+    class Input(ExportInput):
+        class Meta:
+            ref_name = "DatasetExportInput"
+
+        code_commit = serializers.CharField(required=False, default="none")
+        code_repo = serializers.CharField(required=False, allow_blank=True, default="")
+        message = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=Input, responses={202: OpenApiTypes.OBJECT})
+    def post(self, request: Request, dataset_id: int) -> Response:
+        from datasets.services.exports import dataset_export_submit
+
+        dataset = _dataset_or_404(request, dataset_id)
+        if not selectors.dataset_can_edit(request.user, dataset):
+            raise PermissionDenied("You may not snapshot this dataset.")
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        snapshot = versions.snapshot_request_check(
+            code_commit=values["code_commit"],
+            code_repo=values["code_repo"],
+            message=values["message"],
+        )
+        job = dataset_export_submit(
+            dataset=dataset,
+            fmt=values["format"],
+            options=values["options"],
+            request=snapshot,
+            created_by=request.user,
+        )
+        return Response(
+            {
+                "job": {
+                    "id": str(job.pk),
+                    "url": reverse("api-job-detail", kwargs={"job_id": job.pk}),
+                }
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class ExportFormatListApi(APIView):
+    """The export and import formats, with the dataset kinds each fits."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        from datasets.formats import (
+            export_format,
+            export_format_names,
+            import_format,
+            import_format_names,
+        )
+
+        exports = [export_format(name) for name in export_format_names()]
+        imports = [import_format(name) for name in import_format_names()]
+        return Response(
+            {
+                "exports": [
+                    {"format": f.name, "title": f.title, "kinds": sorted(f.kinds)}
+                    for f in exports
+                    if f is not None
+                ],
+                "imports": [
+                    {"format": f.name, "title": f.title, "kinds": sorted(f.kinds)}
+                    for f in imports
+                    if f is not None
+                ],
+            }
+        )
+
+
+class VersionAssetRedirectApi(APIView):
+    """The stable URL an export gives an item (instead of a presigned URL, which expires
+    and would change the export's bytes): 302 to a fresh presigned URL of the asset, if
+    the asset is in this version's dataset."""
+
+    @extend_schema(responses={302: None})
+    def get(self, request: Request, version_id: str, sha256: str) -> HttpResponseRedirect:
+        from datasets.services.exports import asset_url
+
+        version = _version_or_404(request, version_id)
+        asset = Asset.objects.filter(pk=sha256, items__dataset_id=version.dataset_id).first()
+        if asset is None:
+            raise Http404(f"No asset {sha256} in the dataset of version {version.pk[:12]}.")
+        return HttpResponseRedirect(asset_url(sha256, media_type=asset.media_type))

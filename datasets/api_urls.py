@@ -56,4 +56,21 @@ urlpatterns = [
         api.VersionAssetsApi.as_view(),
         name="api-version-assets",
     ),
+    path(
+        "versions/<sha256:version_id>/assets/<sha256:sha256>",
+        api.VersionAssetRedirectApi.as_view(),
+        name="api-version-asset",
+    ),
+    path(
+        "versions/<sha256:version_id>/exports",
+        api.VersionExportListApi.as_view(),
+        name="api-version-exports",
+    ),
+    path("exports/<int:export_id>", api.ExportDetailApi.as_view(), name="api-export-detail"),
+    path(
+        "datasets/<int:dataset_id>/exports",
+        api.DatasetExportApi.as_view(),
+        name="api-dataset-exports",
+    ),
+    path("export-formats", api.ExportFormatListApi.as_view(), name="api-export-formats"),
 ]

@@ -326,3 +326,59 @@ class VersionTag(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Export(models.Model):
+    """One build of a version in one format with one set of options: the cache entry of
+    exports/<version id>/<format>/<options hash> (datasets.services.exports).
+
+    (version, format, options_hash) is unique, so asking again for the same export gives
+    this row (and its file) instead of building it twice. A failed build may be asked for
+    again: the row goes back to queued with a new job. Writing to a database (format
+    `sql`) is not cached: each is its own row, keyed by its job.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="exports")
+    format = models.CharField(max_length=32)
+    # The normalised options (datasets.formats.base.export_options_check), never a secret.
+    options = models.JSONField(default=dict)
+    options_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    job = models.ForeignKey(
+        "workers.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Where the built file is (storage.keys.export_key), its size and SHA-256.
+    key = models.CharField(max_length=300, blank=True, default="")
+    size = models.PositiveBigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    # What the lock file says it holds: items, labelled, regions, skipped by reason.
+    counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    # A target database's URL (format sql), encrypted; erased when the export ends.
+    secret = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "format", "options_hash"], name="export_per_options"
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["queued", "running", "done", "failed"]),
+                name="export_state",
+            ),
+        ]
+        indexes = [models.Index(fields=["version", "-created_at"], name="export_version_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.format} of {self.version_id[:12]}"

@@ -39,10 +39,19 @@ def png_bytes(
     return buffer.getvalue()
 
 
-def dataset_with_items(*, owner, kind: str, contents: list[bytes], name: str | None = None):
+def dataset_with_items(
+    *,
+    owner,
+    kind: str,
+    contents: list[bytes],
+    name: str | None = None,
+    external_ids: list[str] | None = None,
+    splits: list[str] | None = None,
+):
     """A dataset whose items hold `contents` (PNG bytes or UTF-8 texts), stored in the
     session's S3 server through the datasets services, as an import would. Returns
-    (dataset, items in order)."""
+    (dataset, items in order). `external_ids` / `splits` default to `<kind>-000.png` and
+    no split."""
     from django.db import transaction
 
     from datasets.models import Dataset, Item
@@ -61,7 +70,12 @@ def dataset_with_items(*, owner, kind: str, contents: list[bytes], name: str | N
         outcomes = items_add(
             dataset=dataset,
             rows=[
-                ItemRow(key=n, external_id=f"{kind}-{n:03d}{suffix}", sha256=fact.sha256)
+                ItemRow(
+                    key=n,
+                    external_id=(external_ids[n] if external_ids else f"{kind}-{n:03d}{suffix}"),
+                    sha256=fact.sha256,
+                    split=splits[n] if splits else "",
+                )
                 for n, fact in enumerate(facts)
             ],
         )
