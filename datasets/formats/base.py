@@ -511,6 +511,9 @@ class ImportRecord:
     # Our own JSONL only: the provenance the label had when exported ({"source", ...}),
     # restored as it was (a lossless round trip); other formats say None.
     provenance: dict[str, Any] | None = None
+    # Coordinates are fractions of the image size (YOLO); the importer scales them by the
+    # asset's width/height.
+    normalized: bool = False
     problems: list[ImportProblem] = field(default_factory=list)
 
 
