@@ -322,3 +322,79 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_name} on item {self.item_id}"
+
+
+class LabelImport(models.Model):
+    """One import of a label file (COCO, YOLO, VOC, Label Studio, CoNLL, CSV, our JSONL)
+    into a project: as pre-annotations (Prediction rows) or as accepted ground truth
+    (datasets.Label, published like an accepted annotation).
+
+    The file waits in staging/ while a job reads it twice: first every record is matched
+    to an item and validated against the project's schema revision (problems are stored
+    as LabelImportProblem rows), then, only if there were none or `valid_only` was asked
+    for, the valid records are written in one transaction. A failed import stores no
+    label.
+    """
+
+    class Mode(models.TextChoices):
+        PREDICTIONS = "predictions", "Pre-annotations"
+        GROUND_TRUTH = "ground_truth", "Accepted ground truth"
+
+    class Match(models.TextChoices):
+        FILE_NAME = "file_name", "File name"
+        EXTERNAL_ID = "external_id", "External id"
+        SHA256 = "sha256", "Content hash (SHA-256)"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_imports")
+    format = models.CharField(max_length=32)
+    mode = models.CharField(max_length=12, choices=Mode.choices)
+    match = models.CharField(max_length=12, choices=Match.choices, default=Match.FILE_NAME)
+    valid_only = models.BooleanField(default=False)
+    model_name = models.CharField(max_length=200, blank=True, default="")
+    file_name = models.CharField(max_length=500)
+    file_size = models.PositiveBigIntegerField(default=0)
+    staged_key = models.CharField(max_length=300, blank=True, default="")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    job = models.ForeignKey(
+        "workers.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    records = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    problem_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "-created_at"], name="labelimport_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.format} import {self.pk} into project {self.project_id}"
+
+
+class LabelImportProblem(models.Model):
+    """One problem of a label import's record: where (row), which field, why."""
+
+    label_import = models.ForeignKey(LabelImport, on_delete=models.CASCADE, related_name="problems")
+    seq = models.PositiveIntegerField()
+    row = models.CharField(max_length=100)
+    field = models.CharField(max_length=300)
+    reason = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["label_import", "seq"], name="labelimportproblem_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.row} {self.field}: {self.reason}"

@@ -22,6 +22,7 @@ from another Labelvault imports as it is.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -100,16 +101,27 @@ class JsonlImport:
     kinds = frozenset({"image", "text"})
 
     def read(self, path: str, *, classes: list[str] | None = None) -> Iterator[ImportRecord]:
+        """Lines of a .jsonl file, or of the data.jsonl in a zip (our export)."""
+        if zipfile.is_zipfile(path):
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    names = [n for n in zf.namelist() if n.endswith(".jsonl")]
+                    if DATA_NAME not in names and len(names) != 1:
+                        raise InvalidLabelFile(
+                            f"The zip holds no {DATA_NAME} (and not exactly one .jsonl file).",
+                            field="file",
+                        )
+                    with zf.open(DATA_NAME if DATA_NAME in names else names[0]) as handle:
+                        yield from self._lines(handle)
+            except (zipfile.BadZipFile, EOFError) as exc:
+                raise InvalidLabelFile(f"The zip is damaged: {exc}", field="file") from None
+            return
         with open(path, "rb") as handle:
-            if handle.read(2) == b"PK":
-                raise InvalidLabelFile(
-                    "This is a zip: import the data.jsonl inside it (unzip the export first).",
-                    field="file",
-                )
-            handle.seek(0)
-            for number, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
+            yield from self._lines(handle)
+
+    def _lines(self, handle: IO[bytes]) -> Iterator[ImportRecord]:
+        for number, raw in enumerate(handle, start=1):
+            if raw.strip():
                 yield from self._line(number, raw)
 
     def _line(self, number: int, raw: bytes) -> Iterator[ImportRecord]:

@@ -79,3 +79,74 @@ def zip_files(data: bytes) -> dict[str, bytes]:
     """The entries of a zip export, by name, in the order they were written."""
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         return {name: zf.read(name) for name in zf.namelist()}
+
+
+def label_file_import(
+    version: Version,
+    data: bytes,
+    fmt: str,
+    *,
+    schema: dict[str, Any],
+    mode: str = "ground_truth",
+    match: str = "file_name",
+    valid_only: bool = False,
+    suffix: str = ".zip",
+    project: Any = None,
+):
+    """Import `data` (a label file) into a project on the version's dataset with `schema`
+    (created unless given) through the label-import service, run in this process.
+    Returns the LabelImport row (state, counts; .problems the rows)."""
+    import tempfile
+
+    from labeling.models import LabelImport
+    from labeling.services.label_imports import label_import_execute
+    from labeling.services.projects import project_create, project_tasks_create
+
+    if project is None:
+        project = project_create(
+            created_by=version.created_by,
+            name=f"import into {version.pk[:8]}",
+            dataset=version.dataset,
+            label_schema=schema,
+        )
+        project_tasks_create(project=project)
+        project.refresh_from_db()
+    label_import = LabelImport.objects.create(
+        project=project,
+        format=fmt,
+        mode=mode,
+        match=match,
+        valid_only=valid_only,
+        model_name="import" if mode == "predictions" else "",
+        file_name=f"labels{suffix}",
+        file_size=len(data),
+        created_by=version.created_by,
+    )
+    with tempfile.NamedTemporaryFile(suffix=suffix) as local:
+        local.write(data)
+        local.flush()
+        return label_import_execute(label_import, path=local.name)
+
+
+def problems_of(label_import: Any) -> list[tuple[str, str, str]]:
+    return [(p.row, p.field, p.reason) for p in label_import.problems.order_by("seq")]
+
+
+def round_trip(
+    version: Version, fmt: str, *, schema: dict[str, Any], suffix: str = ".zip", **options: Any
+) -> tuple[bytes, bytes]:
+    """Export the version, import that export as ground truth into a project on its
+    dataset (every record must import), snapshot, export again: (first, second)."""
+    first = export_bytes(version, fmt, **options)
+    label_import = label_file_import(version, first, fmt, schema=schema, suffix=suffix)
+    assert label_import.state == "done", (label_import.error, problems_of(label_import)[:10])
+    again, _ = version_snapshot(
+        dataset=version.dataset,
+        request=SnapshotRequest(code_commit=version.code_commit, code_repo="", message=""),
+        created_by_id=version.created_by_id,
+    )
+    return first, export_bytes(again, fmt, **options)
+
+
+def without_lock(files: dict[str, bytes]) -> dict[str, bytes]:
+    return {name: data for name, data in files.items() if name != "labelvault.lock.json"}

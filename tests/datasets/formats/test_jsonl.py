@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from tests.datasets.formats.conftest import URL_BASE, export_bytes, version_of, zip_files
+from datasets.models import Label
+from tests.datasets.formats.conftest import (
+    URL_BASE,
+    export_bytes,
+    label_file_import,
+    problems_of,
+    round_trip,
+    version_of,
+    zip_files,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -62,3 +71,54 @@ def test_jsonl_of_texts_carries_the_text(ops):
     files = zip_files(export_bytes(version, "jsonl"))
     line = json.loads(files["data.jsonl"])
     assert line["text"] == "text 0" and line["label"] == [span]
+
+
+BOX_SCHEMA = {"type": "bbox", "labels": [{"name": "car"}, {"name": "שלום"}]}
+
+
+def test_jsonl_round_trip_restores_the_same_version(ops):
+    labels = [[box("car"), box("שלום", x=5, region_id="r2")], None, []]
+    version = version_of(ops, labels=labels, splits=["train", "val", "train"])
+    first, second = round_trip(version, "jsonl", schema={**BOX_SCHEMA, "allow_empty": True})
+    assert first == second
+
+
+def test_jsonl_import_reports_every_bad_line_and_stores_nothing(ops):
+    version = version_of(ops, labels=[[box("car")], [box("car")]])
+    lines = [
+        json.dumps({"external_id": "image-000.png", "label": [box("truck")]}),
+        json.dumps({"external_id": "nope.png", "label": [box("car")]}),
+        '{"external_id": "image-001.png", "label": [',
+        json.dumps({"external_id": "image-001.png", "label": [box("car", x=70)]}),
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    result = label_file_import(version, data, "jsonl", schema=BOX_SCHEMA, suffix=".jsonl")
+    assert result.state == "failed" and result.imported == 0 and result.rejected == 4
+    found = problems_of(result)
+    assert found[0][0] == "1" and "truck" in found[0][2]
+    assert found[1][0] == "2" and "nope.png" in found[1][2]
+    assert found[2][0] == "3" and "truncated" in found[2][2]
+    assert found[3][0] == "4" and found[3][1].startswith("result[0].value")
+    assert Label.objects.filter(value__0__value__rectanglelabels=["truck"]).count() == 0
+    assert not Label.objects.filter(source__startswith="import:").exists()
+
+
+def test_jsonl_import_of_valid_rows_only(ops):
+    version = version_of(ops, labels=[None, None])
+    lines = [
+        json.dumps({"external_id": "image-000.png", "label": [box("car", region_id="")]}),
+        json.dumps({"external_id": "image-001.png", "label": [box("bus")]}),
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    result = label_file_import(
+        version, data, "jsonl", schema=BOX_SCHEMA, suffix=".jsonl", valid_only=True
+    )
+    assert (result.state, result.imported, result.rejected) == ("done", 1, 1)
+    label = Label.objects.get(item__external_id="image-000.png")
+    assert label.value[0]["id"] == "r1" and label.source == f"import:{result.pk}"
+    assert label.provenance == {
+        "import": result.pk,
+        "format": "jsonl",
+        "file": "labels.jsonl",
+        "row": 1,
+    }
