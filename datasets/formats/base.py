@@ -39,7 +39,11 @@ import json
 import mimetypes
 import posixpath
 import re
-import zipfile
+import shutil
+import struct
+import tempfile
+import zlib
+from array import array
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -258,38 +262,372 @@ class DeterministicZip:
     Texts are deflated (level 6 unless told), files already compressed (images) stored.
 
     Write to a seekable binary file; `close()` writes the central directory.
+
+    A small streaming writer (APPNOTE.TXT 6.3), not `zipfile.ZipFile`, because zipfile
+    keeps a ZipInfo (~350 bytes) per entry until close: a YOLO export of a million images
+    writes a million label files. Here memory does not grow with the entries:
+
+    - each entry is a local header + data; an entry written whole (`write`) has its CRC
+      and sizes in the header at once, an entry streamed (`open`) gets them patched into
+      its header when it closes (the output is seekable; no data descriptors);
+    - central directory records go to a temporary file, copied to the output at close;
+    - duplicate names are found with a table of 8-byte name hashes (8-16 bytes an entry,
+      not the names: `_NameHashes`).
+
+    ZIP64, as zipfile decides it (so the bytes depend on the content only, never on the
+    machine): a streamed entry always has a ZIP64 extra field with its sizes (its size is
+    unknown when its header is written); an entry written whole, a central record and the
+    end of the archive use ZIP64 only for sizes or offsets past ZIP64_LIMIT, or 65,535 or
+    more entries (then the ZIP64 end record and its locator precede the end record).
+    Names are UTF-8, with flag bit 11 set when they are not ASCII.
     """
 
     def __init__(self, out: IO[bytes], *, compresslevel: int = 6) -> None:
-        self.zip = zipfile.ZipFile(out, mode="w", allowZip64=True)
+        self.out = out
         self.compresslevel = compresslevel
-        self.names: set[str] = set()
+        self.offset = out.tell()  # zip offsets are positions in the file
+        self.count = 0
+        self.names = _NameHashes()
+        self.central: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.entry: _ZipEntryWriter | None = None
+        self.closed = False
 
-    def _info(self, name: str, *, compress: bool) -> zipfile.ZipInfo:
-        if name in self.names:
+    def _start(self, name: str) -> bytes:
+        if self.closed:
+            raise ValueError("the zip is closed")
+        if self.entry is not None:
+            raise ValueError(f"zip entry {self.entry.name!r} is still open: close it first")
+        encoded = name.encode("utf-8")
+        if not name or len(encoded) > 0xFFFF:
+            raise ValueError(f"zip entry name {name[:80]!r} is empty or longer than 65535 bytes")
+        if not self.names.add(encoded):
             raise ValueError(f"zip entry {name!r} written twice")
-        self.names.add(name)
-        info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
-        info.create_system = 3
-        info.external_attr = 0o100644 << 16
-        if compress:
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info._compresslevel = self.compresslevel  # type: ignore[attr-defined]
-        else:
-            info.compress_type = zipfile.ZIP_STORED
-        return info
+        return encoded
 
     def write(self, name: str, data: bytes, *, compress: bool = True) -> None:
         """Add one entry whose bytes are in memory (small files: one label file)."""
-        self.zip.writestr(self._info(name, compress=compress), data)
+        encoded = self._start(name)
+        crc = zlib.crc32(data)
+        size = len(data)
+        if compress:
+            data = zlib.compress(data, self.compresslevel, wbits=-15)
+        method = _DEFLATED if compress else _STORED
+        offset = self.offset
+        zip64 = size > ZIP64_LIMIT or len(data) > ZIP64_LIMIT
+        header = _local_header(encoded, _flags(name), method, crc, len(data), size, zip64=zip64)
+        self.out.write(header)
+        self.out.write(data)
+        self.offset += len(header) + len(data)
+        self._central(name, encoded, method, crc, len(data), size, offset)
 
     def open(self, name: str, *, compress: bool = True) -> IO[bytes]:
         """A writable stream for one large entry (a JSON file of a million annotations).
-        Always zip64, so the bytes do not depend on the final size."""
-        return self.zip.open(self._info(name, compress=compress), mode="w", force_zip64=True)
+        Always zip64, so the bytes do not depend on the final size. One entry at a time:
+        close it (or leave its `with` block) before writing the next."""
+        encoded = self._start(name)
+        method = _DEFLATED if compress else _STORED
+        header = _local_header(encoded, _flags(name), method, 0, 0, 0, zip64=True)
+        self.out.write(header)
+        self.entry = _ZipEntryWriter(
+            self,
+            name=name,
+            encoded=encoded,
+            method=method,
+            header_offset=self.offset,
+            data_offset=self.offset + len(header),
+        )
+        self.offset = self.entry.data_offset
+        return self.entry  # type: ignore[return-value]
+
+    def _entry_closed(self, entry: _ZipEntryWriter, crc: int, csize: int, size: int) -> None:
+        # Patch the CRC into the local header and the sizes into its ZIP64 extra field.
+        end = entry.data_offset + csize
+        self.out.seek(entry.header_offset + 14)
+        self.out.write(_U32.pack(crc))
+        self.out.seek(entry.header_offset + _LOCAL.size + len(entry.encoded) + 4)
+        self.out.write(_U64X2.pack(size, csize))
+        self.out.seek(end)
+        self.offset = end
+        self.entry = None
+        self._central(
+            entry.name,
+            entry.encoded,
+            entry.method,
+            crc,
+            csize,
+            size,
+            entry.header_offset,
+            streamed=True,
+        )
+
+    def _central(
+        self,
+        name: str,
+        encoded: bytes,
+        method: int,
+        crc: int,
+        csize: int,
+        size: int,
+        offset: int,
+        *,
+        streamed: bool = False,
+    ) -> None:
+        """Append the entry's central directory record to the spool file."""
+        values: list[int] = []
+        if size > ZIP64_LIMIT or streamed:
+            values.append(size)
+            size = 0xFFFFFFFF
+        if csize > ZIP64_LIMIT or streamed:
+            values.append(csize)
+            csize = 0xFFFFFFFF
+        if offset > ZIP64_LIMIT:
+            values.append(offset)
+            offset = 0xFFFFFFFF
+        extra = (
+            struct.pack(f"<HH{len(values)}Q", 0x0001, 8 * len(values), *values) if values else b""
+        )
+        version = _ZIP64_VERSION if values else _VERSION
+        self.central.write(
+            _CENTRAL.pack(
+                _CENTRAL_SIG,
+                _MADE_BY,
+                version,
+                _flags(name),
+                method,
+                _DOS_TIME,
+                _DOS_DATE,
+                crc,
+                csize,
+                size,
+                len(encoded),
+                len(extra),
+                0,
+                0,
+                0,
+                _EXTERNAL_ATTR,
+                offset,
+            )
+            + encoded
+            + extra
+        )
+        self.count += 1
 
     def close(self) -> None:
-        self.zip.close()
+        """Write the central directory and the end records. Idempotent."""
+        if self.closed:
+            return
+        if self.entry is not None:
+            self.entry.close()
+        self.closed = True
+        start = self.offset
+        self.out.seek(start)
+        self.central.seek(0)
+        shutil.copyfileobj(self.central, self.out, 1024 * 1024)
+        self.central.close()
+        size = self.out.tell() - start
+        count = self.count
+        if count >= 0xFFFF or size > ZIP64_LIMIT or start > ZIP64_LIMIT:
+            end64 = start + size
+            self.out.write(
+                _END64.pack(
+                    _END64_SIG,
+                    _END64.size - 12,
+                    _MADE_BY,
+                    _ZIP64_VERSION,
+                    0,
+                    0,
+                    count,
+                    count,
+                    size,
+                    start,
+                )
+                + _LOCATOR.pack(_LOCATOR_SIG, 0, end64, 1)
+            )
+            count, size, start = (
+                min(count, 0xFFFF),
+                min(size, 0xFFFFFFFF),
+                min(start, 0xFFFFFFFF),
+            )
+        self.out.write(_END.pack(_END_SIG, 0, 0, count, count, size, start, 0))
+        self.out.flush()
+
+
+class _ZipEntryWriter:
+    """The stream `DeterministicZip.open` returns: deflates (or stores) as it is written,
+    and tells the zip its CRC and sizes when it closes."""
+
+    def __init__(
+        self,
+        zf: DeterministicZip,
+        *,
+        name: str,
+        encoded: bytes,
+        method: int,
+        header_offset: int,
+        data_offset: int,
+    ) -> None:
+        self.zf = zf
+        self.name = name
+        self.encoded = encoded
+        self.method = method
+        self.header_offset = header_offset
+        self.data_offset = data_offset
+        self.crc = 0
+        self.size = 0
+        self.csize = 0
+        self.closed = False
+        self._deflate = (
+            zlib.compressobj(zf.compresslevel, zlib.DEFLATED, -15) if method == _DEFLATED else None
+        )
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:
+        if self.closed:
+            raise ValueError(f"zip entry {self.name!r} is closed")
+        size = len(data)
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += size
+        if self._deflate is not None:
+            data = self._deflate.compress(data)
+        if data:
+            self.zf.out.write(data)
+            self.csize += len(data)
+        return size
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._deflate is not None:
+            tail = self._deflate.flush()
+            self.zf.out.write(tail)
+            self.csize += len(tail)
+            self._deflate = None
+        self.zf._entry_closed(self, self.crc, self.csize, self.size)
+
+    def __enter__(self) -> _ZipEntryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _NameHashes:
+    """A set of 8-byte name hashes (BLAKE2b) in one flat array (open addressing, linear
+    probing, at most 2/3 full): 12-24 bytes an entry, where a Python set of the names
+    would hold ~100. Two names colliding in 64 bits among a million have odds of about
+    1 in 30 million."""
+
+    def __init__(self) -> None:
+        self.table = array("Q", [0]) * 1024
+        self.mask = len(self.table) - 1
+        self.used = 0
+
+    def add(self, name: bytes) -> bool:
+        """Add the name's hash; False when it was there already."""
+        # 0 marks an empty slot: a hash of 0 becomes 1 (one more value of 2**64 shared).
+        key = int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "little") or 1
+        table, mask = self.table, self.mask
+        slot = key & mask
+        while True:
+            found = table[slot]
+            if found == 0:
+                break
+            if found == key:
+                return False
+            slot = (slot + 1) & mask
+        table[slot] = key
+        self.used += 1
+        if self.used * 3 > len(table) * 2:
+            self._grow()
+        return True
+
+    def _grow(self) -> None:
+        old = self.table
+        self.table = array("Q", [0]) * (2 * len(old))  # no temporary bytes of that size
+        self.mask = len(self.table) - 1
+        table, mask = self.table, self.mask
+        for key in old:
+            if key:
+                slot = key & mask
+                while table[slot]:
+                    slot = (slot + 1) & mask
+                table[slot] = key
+
+    def __len__(self) -> int:
+        return self.used
+
+
+# Zip structures (APPNOTE.TXT 4.3), little-endian.
+_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+_END = struct.Struct("<IHHHHIIH")
+_END64 = struct.Struct("<IQHHIIQQQQ")
+_LOCATOR = struct.Struct("<IIQI")
+_ZIP64_SIZES = struct.Struct("<HHQQ")
+_U32 = struct.Struct("<I")
+_U64X2 = struct.Struct("<QQ")
+_LOCAL_SIG, _CENTRAL_SIG, _END_SIG = 0x04034B50, 0x02014B50, 0x06054B50
+_END64_SIG, _LOCATOR_SIG = 0x06064B50, 0x07064B50
+_STORED, _DEFLATED = 0, 8
+# "Version needed to extract": 2.0 (deflate, folders), 4.5 with ZIP64 fields.
+_VERSION, _ZIP64_VERSION = 20, 45
+_MADE_BY = (3 << 8) | _ZIP64_VERSION  # unix, spec 4.5
+_EXTERNAL_ATTR = 0o100644 << 16  # a regular file, rw-r--r--
+# ZIP_EPOCH in MS-DOS form: time 00:00:00, date (1980 - 1980) << 9 | 1 << 5 | 1.
+_DOS_TIME = 0
+_DOS_DATE = (ZIP_EPOCH[0] - 1980) << 9 | ZIP_EPOCH[1] << 5 | ZIP_EPOCH[2]
+# Sizes and offsets past this use ZIP64 fields: zipfile's limit (2 GiB - 1, for readers
+# that read these 32-bit fields as signed), so our bytes are the ones zipfile would choose.
+ZIP64_LIMIT = (1 << 31) - 1
+
+
+def _local_header(
+    encoded: bytes, flags: int, method: int, crc: int, csize: int, size: int, *, zip64: bool
+) -> bytes:
+    """A local file header with its name; with ZIP64, the sizes are in its extra field."""
+    if not zip64:
+        return (
+            _LOCAL.pack(
+                _LOCAL_SIG,
+                _VERSION,
+                flags,
+                method,
+                _DOS_TIME,
+                _DOS_DATE,
+                crc,
+                csize,
+                size,
+                len(encoded),
+                0,
+            )
+            + encoded
+        )
+    return (
+        _LOCAL.pack(
+            _LOCAL_SIG,
+            _ZIP64_VERSION,
+            flags,
+            method,
+            _DOS_TIME,
+            _DOS_DATE,
+            crc,
+            0xFFFFFFFF,
+            0xFFFFFFFF,
+            len(encoded),
+            _ZIP64_SIZES.size,
+        )  # fmt: skip
+        + encoded
+        + _ZIP64_SIZES.pack(0x0001, 16, size, csize)
+    )
+
+
+def _flags(name: str) -> int:
+    """General purpose flags: bit 11 says the name is UTF-8 (only set when it is not ASCII,
+    as zipfile does)."""
+    return 0 if name.isascii() else 0x800
 
 
 # --- the export context ---------------------------------------------------------------
