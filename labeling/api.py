@@ -14,6 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,8 +22,8 @@ from rest_framework.views import APIView
 from datasets.models import Dataset
 from datasets.selectors import dataset_get_for_user
 from labeling import selectors
-from labeling.models import Annotation, Lease, Project, ProjectMember, Task
-from labeling.services import annotations, predictions, projects, queue
+from labeling.models import Annotation, LabelImport, Lease, Project, ProjectMember, Task
+from labeling.services import annotations, label_imports, predictions, projects, queue
 from storage.keys import blob_key
 from storage.services import presign_get
 
@@ -528,4 +529,145 @@ class PredictionImportApi(APIView):
         return Response(
             {"created": outcome.created, "updated": outcome.updated},
             status=status.HTTP_201_CREATED,
+        )
+
+
+# --- label file imports -------------------------------------------------------------------
+
+
+class LabelImportOutput(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username")
+    url = serializers.SerializerMethodField()
+    problems_url = serializers.SerializerMethodField()
+    job = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LabelImport
+        fields = [
+            "id",
+            "project",
+            "format",
+            "mode",
+            "match",
+            "valid_only",
+            "model_name",
+            "file_name",
+            "file_size",
+            "state",
+            "records",
+            "imported",
+            "rejected",
+            "problem_count",
+            "error",
+            "job",
+            "url",
+            "problems_url",
+            "created_by",
+            "created_at",
+            "finished_at",
+        ]
+
+    def get_url(self, row: LabelImport) -> str:
+        return reverse("api-label-import", kwargs={"label_import_id": row.pk})
+
+    def get_problems_url(self, row: LabelImport) -> str:
+        return reverse("api-label-import-problems", kwargs={"label_import_id": row.pk})
+
+    def get_job(self, row: LabelImport) -> dict[str, Any] | None:
+        if row.job_id is None:
+            return None
+        return {
+            "id": str(row.job_id),
+            "url": reverse("api-job-detail", kwargs={"job_id": row.job_id}),
+        }
+
+
+class LabelImportPagination(CursorPagination):
+    ordering = "-created_at"
+    page_size = 50
+
+
+class LabelImportListApi(APIView):
+    """POST (multipart, ops and admins): import a label file into the project, as
+    `ground_truth` (published labels) or `predictions` (pre-annotations of `model_name`).
+    `format`: coco, yolo, voc, labelstudio, conll, csv or jsonl; `match`: how a record
+    names its item (file_name, external_id or sha256); `valid_only`: import the valid
+    records even when others have problems (by default one problem stores nothing).
+    202 with the job; the import's `problems_url` lists every problem (row, field,
+    reason). GET: the project's imports, newest first."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "LabelImportInput"
+
+        file = serializers.FileField()
+        format = serializers.CharField()
+        mode = serializers.CharField(default="ground_truth")
+        match = serializers.CharField(default="file_name")
+        valid_only = serializers.BooleanField(default=False)
+        model_name = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request={"multipart/form-data": Input}, responses={202: LabelImportOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = _project_or_404(request, project_id)
+        if not selectors.user_manages_projects(request.user):
+            raise PermissionDenied("Only ops and admins import labels.")
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        row = label_imports.label_import_create(
+            project=project,
+            upload=values["file"],
+            fmt=values["format"],
+            mode=values["mode"],
+            match=values["match"],
+            valid_only=values["valid_only"],
+            model_name=values["model_name"],
+            created_by=request.user,
+        )
+        return Response(LabelImportOutput(row).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: LabelImportOutput(many=True)})
+    def get(self, request: Request, project_id: int) -> Response:
+        project = _project_or_404(request, project_id)
+        paginator = LabelImportPagination()
+        rows = LabelImport.objects.filter(project=project).select_related("created_by")
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(LabelImportOutput(page, many=True).data)
+
+
+def _label_import_or_404(request: Request, label_import_id: int) -> LabelImport:
+    row = LabelImport.objects.select_related("created_by").filter(pk=label_import_id).first()
+    if row is None:
+        raise Http404(f"No label import {label_import_id}.")
+    _project_or_404(request, row.project_id)
+    return row
+
+
+class LabelImportDetailApi(APIView):
+    """One label import: its state and counts."""
+
+    @extend_schema(responses={200: LabelImportOutput})
+    def get(self, request: Request, label_import_id: int) -> Response:
+        return Response(LabelImportOutput(_label_import_or_404(request, label_import_id)).data)
+
+
+class LabelImportProblemPagination(CursorPagination):
+    ordering = "seq"
+    page_size = 200
+
+
+class LabelImportProblemsApi(APIView):
+    """Every problem of a label import in file order: {row, field, reason}, 200 a page
+    (follow `next`)."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, label_import_id: int) -> Response:
+        row = _label_import_or_404(request, label_import_id)
+        paginator = LabelImportProblemPagination()
+        page = paginator.paginate_queryset(row.problems.all(), request, view=self)
+        return paginator.get_paginated_response(
+            [{"row": p.row, "field": p.field, "reason": p.reason} for p in page]
         )

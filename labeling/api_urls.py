@@ -23,4 +23,19 @@ urlpatterns = [
     ),
     path("tasks/<int:task_id>/skip", api.SkipApi.as_view(), name="api-task-skip"),
     path("tasks/<int:task_id>/draft", api.DraftApi.as_view(), name="api-task-draft"),
+    path(
+        "projects/<int:project_id>/label-imports",
+        api.LabelImportListApi.as_view(),
+        name="api-label-imports",
+    ),
+    path(
+        "label-imports/<int:label_import_id>",
+        api.LabelImportDetailApi.as_view(),
+        name="api-label-import",
+    ),
+    path(
+        "label-imports/<int:label_import_id>/problems",
+        api.LabelImportProblemsApi.as_view(),
+        name="api-label-import-problems",
+    ),
 ]

@@ -131,7 +131,8 @@ class ManifestSource:
 # --- building -------------------------------------------------------------------------
 
 
-def _format_or_error(name: Any, dataset: Dataset) -> ExportFormat:
+def export_format_for(name: Any, dataset: Dataset) -> ExportFormat:
+    """The export format named `name` if it fits the dataset; InvalidExport otherwise."""
     fmt = export_format(name) if isinstance(name, str) else None
     if fmt is None:
         raise InvalidExport(
@@ -200,7 +201,7 @@ def export_request(
     queued or running (follow its job); a failed one is queued again. Transactional;
     raises InvalidExport naming the field, and nothing is stored then."""
     dataset = version.dataset
-    export_fmt = _format_or_error(fmt, dataset)
+    export_fmt = export_format_for(fmt, dataset)
     checked, secret = export_options_for(export_fmt, options, dataset=dataset)
     cached = getattr(export_fmt, "cached", True)
     if cached:
@@ -265,7 +266,7 @@ def export_build_job(ctx: JobContext) -> dict[str, Any]:
         return {"export": export.pk, "skipped": "already built"}
     Export.objects.filter(pk=export.pk).update(state=Export.State.RUNNING)
     version = export.version
-    fmt = _format_or_error(export.format, version.dataset)
+    fmt = export_format_for(export.format, version.dataset)
     try:
         options, _ = export_options_for(fmt, export.options)
         secret = credentials_decrypt(export.secret).get("secret", "") if export.secret else ""
@@ -342,7 +343,7 @@ def dataset_export_submit(
     """Export the dataset as it is now: a job snapshots it (a version, or the latest one
     when nothing changed), then asks for the export of that version. The format and
     options are checked now (InvalidExport), so a bad request submits nothing."""
-    export_fmt = _format_or_error(fmt, dataset)
+    export_fmt = export_format_for(fmt, dataset)
     export_options_for(export_fmt, options, dataset=dataset)
     return job_submit(
         kind=DATASET_EXPORT_JOB_KIND,

@@ -62,7 +62,7 @@ def version_of(
     return version
 
 
-def export_bytes(version: Version, fmt: str, **options: Any) -> bytes:
+def export_bytes(version: Version, fmt: str, *, url_base: str = URL_BASE, **options: Any) -> bytes:
     """The export of `version` in `fmt` with `options`, built in this process."""
     out = io.BytesIO()
     export_build(
@@ -70,7 +70,7 @@ def export_bytes(version: Version, fmt: str, **options: Any) -> bytes:
         fmt=export_format(fmt),
         options=export_options_check(options),
         out=out,
-        url_base=URL_BASE,
+        url_base=url_base,
     )
     return out.getvalue()
 
