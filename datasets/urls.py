@@ -31,4 +31,14 @@ urlpatterns = [
         views.version_contributors_partial,
         name="version-contributors",
     ),
+    path(
+        "<int:dataset_id>/versions/<str:version_id>/exports",
+        views.version_exports_partial,
+        name="version-exports",
+    ),
+    path(
+        "<int:dataset_id>/exports/<int:export_id>/download",
+        views.export_download,
+        name="export-download",
+    ),
 ]

@@ -557,3 +557,96 @@ def version_contributors_partial(
             "listed": CONTRIBUTORS_LISTED,
         },
     )
+
+
+EXPORTS_LISTED = 20
+
+
+def _export_formats_for(dataset: Dataset) -> list[Any]:
+    """The file formats the version page offers for this dataset (sql is API-only: it
+    needs a database URL)."""
+    from datasets.formats import export_format, export_format_names
+
+    formats = [export_format(name) for name in export_format_names()]
+    return [
+        f
+        for f in formats
+        if f is not None and dataset.kind in f.kinds and getattr(f, "cached", True)
+    ]
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def version_exports_partial(request: HttpRequest, dataset_id: int, version_id: str) -> HttpResponse:
+    """The version's exports and the export form, as an htmx partial. POST asks for an
+    export (a cached one comes back at once) and answers the refreshed list; a bad option
+    is a 400 with the error above the form. While an export builds, the list re-fetches
+    itself every 2 s (each building row also shows its job's progress bar)."""
+    from datasets.formats.base import InvalidExport
+    from datasets.models import Export
+    from datasets.services.exports import export_request
+
+    dataset = _dataset_or_404(request, dataset_id)
+    version = _version_or_404(dataset, version_id)
+    error = ""
+    values: dict[str, Any] = {
+        "format": "",
+        "images": False,
+        "splits": ["train", "val", "test"],
+        "classes": [],
+    }
+    if request.method == "POST":
+        values = {
+            "format": request.POST.get("format", ""),
+            "images": request.POST.get("images") == "on",
+            "splits": request.POST.getlist("splits"),
+            "classes": request.POST.getlist("classes"),
+        }
+        options: dict[str, Any] = {"images": values["images"], "splits": values["splits"]}
+        if values["classes"]:
+            options["classes"] = values["classes"]
+        try:
+            export_request(
+                version=version, fmt=values["format"], options=options, created_by=request.user
+            )
+        except InvalidExport as exc:
+            error = str(exc)
+    exports = list(
+        Export.objects.filter(version=version)
+        .select_related("job", "created_by")
+        .order_by("-created_at")[:EXPORTS_LISTED]
+    )
+    return render(
+        request,
+        "datasets/_version_exports.html",
+        {
+            "dataset": dataset,
+            "version": version,
+            "exports": exports,
+            "building": any(e.state in ("queued", "running") for e in exports),
+            "formats": _export_formats_for(dataset),
+            "classes": sorted(version.class_counts),
+            "values": values,
+            "error": error,
+        },
+        status=400 if error else 200,
+    )
+
+
+@require_GET
+@login_required
+def export_download(request: HttpRequest, dataset_id: int, export_id: int) -> HttpResponse:
+    """Redirect to a fresh presigned URL of a built export (404 until it is built)."""
+    from datasets.models import Export
+    from datasets.services.exports import export_download_url
+
+    dataset = _dataset_or_404(request, dataset_id)
+    export = (
+        Export.objects.select_related("version__dataset")
+        .filter(pk=export_id, version__dataset=dataset)
+        .first()
+    )
+    url = export_download_url(export) if export is not None else None
+    if url is None:
+        raise Http404("No built export here.")
+    return redirect(url)

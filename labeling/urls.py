@@ -14,4 +14,10 @@ urlpatterns = [
     path("<int:project_id>/stats", views.project_stats, name="stats"),
     path("<int:project_id>/edit", views.project_edit, name="edit"),
     path("<int:project_id>/annotate", views.annotate, name="annotate"),
+    path("<int:project_id>/imports", views.label_import_list, name="label-imports"),
+    path(
+        "<int:project_id>/imports/<int:label_import_id>",
+        views.label_import_detail,
+        name="label-import",
+    ),
 ]

@@ -327,3 +327,127 @@ def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
             "instructions": mark_safe(instructions_html(project.instructions)),  # noqa: S308 (escaped by labeling.markdown)
         },
     )
+
+
+# --- label file imports -------------------------------------------------------------------
+
+LABEL_IMPORTS_LISTED = 20
+PROBLEMS_SHOWN = 200
+
+
+def _header_context(request: HttpRequest, project: Project) -> dict[str, Any]:
+    role = selectors.member_role(user=request.user, project=project)
+    return {
+        "project": project,
+        "type_name": SCHEMA_TYPE_NAMES.get(_schema_type(project), ""),
+        "manages": selectors.user_manages_projects(request.user),
+        "can_annotate": role is not None,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def label_import_list(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Import a label file (ops and admins): the form and the project's recent imports.
+    A POST stages the file and starts the import job, then shows the import; a bad
+    request is a 400 with the reason by its field."""
+    from datasets.formats import import_format, import_format_names
+    from labeling.models import LabelImport
+    from labeling.services.label_imports import label_import_create
+
+    project = _project_or_404(request, project_id)
+    _require_manager(request)
+    formats = [
+        f
+        for f in (import_format(name) for name in import_format_names())
+        if f is not None and project.dataset.kind in f.kinds
+    ]
+    values = {
+        "format": "",
+        "mode": "ground_truth",
+        "match": "file_name",
+        "valid_only": False,
+        "model_name": "",
+    }
+    error = field = ""
+    if request.method == "POST":
+        values = {
+            "format": request.POST.get("format", ""),
+            "mode": request.POST.get("mode", ""),
+            "match": request.POST.get("match", ""),
+            "valid_only": request.POST.get("valid_only") == "on",
+            "model_name": request.POST.get("model_name", ""),
+        }
+        upload = request.FILES.get("file")
+        if upload is None:
+            error, field = "Choose a label file.", "file"
+        else:
+            try:
+                row = label_import_create(
+                    project=project,
+                    upload=upload,
+                    fmt=values["format"],
+                    mode=values["mode"],
+                    match=values["match"],
+                    valid_only=values["valid_only"],
+                    model_name=values["model_name"],
+                    created_by=request.user,
+                )
+            except LabelingError as exc:
+                error, field = str(exc), exc.field or "file"
+            else:
+                return redirect(
+                    "labeling:label-import", project_id=project.pk, label_import_id=row.pk
+                )
+    imports = list(
+        LabelImport.objects.filter(project=project)
+        .select_related("created_by")
+        .order_by("-created_at")[:LABEL_IMPORTS_LISTED]
+    )
+    return render(
+        request,
+        "labeling/label_imports.html",
+        {
+            **_header_context(request, project),
+            "tab": "imports",
+            "formats": formats,
+            "modes": LabelImport.Mode.choices,
+            "matches": LabelImport.Match.choices,
+            "values": values,
+            "error": error,
+            "field": field,
+            "imports": imports,
+        },
+        status=400 if error else 200,
+    )
+
+
+@require_GET
+@login_required
+def label_import_detail(
+    request: HttpRequest, project_id: int, label_import_id: int
+) -> HttpResponse:
+    """One label import: its job's progress, counts and the first problems (row, field,
+    reason); the API lists them all."""
+    from labeling.models import LabelImport
+
+    project = _project_or_404(request, project_id)
+    _require_manager(request)
+    row = (
+        LabelImport.objects.select_related("job", "created_by")
+        .filter(pk=label_import_id, project=project)
+        .first()
+    )
+    if row is None:
+        raise Http404("No such import in this project.")
+    return render(
+        request,
+        "labeling/label_import_detail.html",
+        {
+            **_header_context(request, project),
+            "tab": "imports",
+            "label_import": row,
+            "problems": list(row.problems.order_by("seq")[:PROBLEMS_SHOWN]),
+            "problems_shown": PROBLEMS_SHOWN,
+        },
+    )

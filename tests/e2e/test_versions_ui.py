@@ -114,3 +114,49 @@ def test_version_page_charts_lineage_and_diff(live_server, page, screenshot):
     assert page.locator("li.relabelled .after").inner_text() == "bus, bus"
     page.locator("#diff").scroll_into_view_if_needed()
     screenshot("versions-02-diff")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_export_a_version_from_its_page(
+    live_server, page, screenshot, celery_redis_broker, celery_worker_factory
+):
+    from datasets.models import Export
+
+    ops = UserFactory(username="omar", roles=["ops"])
+    dataset, items = dataset_with_items(
+        owner=ops,
+        kind="image",
+        name="Parking lot",
+        contents=[png_bytes(16, 12, (n * 30, 9, 9)) for n in range(4)],
+    )
+    for item, names in zip(items, [("car",), ("car", "bus"), (), ("bus",)], strict=True):
+        label_publish(item=item, value=boxes(*names), schema_hash=SCHEMA, source="t", provenance={})
+    version, _ = version_snapshot(
+        dataset=dataset,
+        request=SnapshotRequest(code_commit="abc1234", code_repo="", message="v1"),
+        created_by_id=ops.pk,
+    )
+    celery_worker_factory(celery_redis_broker)
+    page.goto(
+        f"{live_server.url}/accounts/login/?next=/datasets/{dataset.pk}/versions/{version.pk}"
+    )
+    page.fill("#id_username", "omar")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("form.export-form")
+    # No split chosen: the form comes back with the reason, nothing is stored.
+    for split in ("train", "val", "test"):
+        page.uncheck(f"input[name=splits][value={split}]")
+    page.click("[data-test=export-submit]")
+    page.wait_for_selector("[data-test=export-error]")
+    assert "splits" in page.locator("[data-test=export-error]").inner_text()
+    assert not Export.objects.exists()
+    page.check("input[name=format][value=jsonl]")
+    page.click("[data-test=export-submit]")
+    page.wait_for_selector("tr[data-state=done] [data-test=export-download]", timeout=60_000)
+    export = Export.objects.get()
+    assert export.state == "done" and export.counts["items"] == 4
+    href = page.locator("[data-test=export-download]").get_attribute("href")
+    assert href.endswith(f"/exports/{export.pk}/download")
+    page.locator("#exports").scroll_into_view_if_needed()
+    screenshot("exports-01-version-export")
