@@ -699,6 +699,11 @@ class VersionExportListApi(APIView):
         version = _version_or_404(request, version_id)
         data = ExportInput(data=request.data)
         data.is_valid(raise_exception=True)
+        if data.validated_data["format"] == "sql" and not selectors.dataset_can_edit(
+            request.user, version.dataset
+        ):
+            # The server connects to the database it is given: not for every reader.
+            raise PermissionDenied("Only ops, admins and the dataset's creator export to SQL.")
         export, building = export_request(
             version=version,
             fmt=data.validated_data["format"],

@@ -671,3 +671,53 @@ class LabelImportProblemsApi(APIView):
         return paginator.get_paginated_response(
             [{"row": p.row, "field": p.field, "reason": p.reason} for p in page]
         )
+
+
+class ProjectExportApi(APIView):
+    """Export the project's current labels (ops and admins): its dataset is snapshotted
+    (or its latest version reused when nothing changed) and that version exported, as
+    POST /api/v1/datasets/{id}/exports does. 202 with the job; its report names the
+    version and the export."""
+
+    class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "ProjectExportInput"
+
+        format = serializers.CharField()
+        options = serializers.JSONField(required=False, default=dict)
+        code_commit = serializers.CharField(required=False, default="none")
+        message = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=Input, responses={202: OpenApiTypes.OBJECT})
+    def post(self, request: Request, project_id: int) -> Response:
+        from datasets.services.exports import dataset_export_submit
+        from datasets.services.versions import snapshot_request_check
+
+        project = _project_or_404(request, project_id)
+        if not selectors.user_manages_projects(request.user):
+            raise PermissionDenied("Only ops and admins export projects.")
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        if values["format"] == "sql":
+            raise PermissionDenied("Export a version to SQL through /api/v1/versions/{id}/exports.")
+        snapshot = snapshot_request_check(
+            code_commit=values["code_commit"],
+            message=values["message"] or f"export of project {project.name}",
+        )
+        job = dataset_export_submit(
+            dataset=project.dataset,
+            fmt=values["format"],
+            options=values["options"],
+            request=snapshot,
+            created_by=request.user,
+        )
+        return Response(
+            {
+                "job": {
+                    "id": str(job.pk),
+                    "url": reverse("api-job-detail", kwargs={"job_id": job.pk}),
+                }
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )

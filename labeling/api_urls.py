@@ -29,6 +29,11 @@ urlpatterns = [
         name="api-label-imports",
     ),
     path(
+        "projects/<int:project_id>/exports",
+        api.ProjectExportApi.as_view(),
+        name="api-project-exports",
+    ),
+    path(
         "label-imports/<int:label_import_id>",
         api.LabelImportDetailApi.as_view(),
         name="api-label-import",

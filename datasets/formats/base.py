@@ -47,7 +47,7 @@ from array import array
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO, Protocol
+from typing import IO, Any, Protocol
 
 from datasets.errors import DatasetError
 
@@ -659,7 +659,6 @@ class ExportSource(Protocol):
 
     def rows(self) -> Iterator[dict[str, Any]]: ...
     def content(self, sha256: str) -> bytes: ...
-    def open(self, sha256: str) -> BinaryIO: ...
 
 
 class ExportContext:

@@ -21,7 +21,7 @@ import secrets
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -121,11 +121,6 @@ class ManifestSource:
     def content(self, sha256: str) -> bytes:
         with blob_open(sha256) as stream:
             return stream.read()
-
-    def open(self, sha256: str) -> BinaryIO:
-        # The caller closes it; blob_open's context only wraps object_open's.
-        manager = blob_open(sha256)
-        return manager.__enter__()
 
 
 # --- building -------------------------------------------------------------------------

@@ -117,3 +117,19 @@ def test_the_import_job_validates_then_writes(
     assert prediction.model_name == "detector-v2" and prediction.result[0]["value"]["x"] == 5
     listed = api.get(f"/api/v1/projects/{project.pk}/label-imports").json()["results"]
     assert [row["id"] for row in listed] == [preds.json()["id"], done["id"], failed["id"]]
+
+
+def test_project_export_snapshots_its_dataset_first(ops, annotator):
+    from workers.models import Job
+
+    project, _ = make_project(ops, [annotator])
+    url = f"/api/v1/projects/{project.pk}/exports"
+    assert api_for(annotator).post(url, {"format": "jsonl"}, format="json").status_code == 403
+    bad = api_for(ops).post(url, {"format": "conll"}, format="json")
+    assert bad.status_code == 400 and bad.json()["field"] == "format"
+    bad = api_for(ops).post(url, {"format": "jsonl", "options": {"splits": "all"}}, format="json")
+    assert bad.status_code == 400 and bad.json()["field"] == "options.splits"
+    response = api_for(ops).post(url, {"format": "jsonl"}, format="json")
+    assert response.status_code == 202
+    job = Job.objects.get(pk=response.json()["job"]["id"])
+    assert job.kind == "dataset_export" and job.params["dataset_id"] == project.dataset_id
