@@ -221,7 +221,7 @@ class ConllExport:
 
 def spans_from_tokens(
     text: str, tokens: list[tuple[str, str]]
-) -> tuple[list[dict[str, Any]], list[ImportProblem]]:
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """The NER spans (labeling/results.py `labels` regions, code point offsets, no ids) that
     (token, tag) pairs describe over `text`, and the problems found.
 
@@ -229,12 +229,12 @@ def spans_from_tokens(
     after whitespace or invisible format characters (ZWSP, BOM ...). Tags are BIO (IOB2);
     also read: IOB1 (an `I-x` after `O` or another label starts a span), BIOES (`S-x`,
     `E-x`) and BILOU (`U-x`, `L-x`). A token that cannot be found stops the search (every
-    later offset would be wrong): that problem is the last. Problems are
-    ImportProblem(row="tokens[i]", field, reason); regions are meaningful only when
-    there are none. Pure: reads nothing, writes nothing.
+    later offset would be wrong): that problem is the last. Problems are (field, reason)
+    pairs, the reason naming the token by its index in the document; regions are
+    meaningful only when there are none. Pure: reads nothing, writes nothing.
     """
     regions: list[dict[str, Any]] = []
-    problems: list[ImportProblem] = []
+    problems: list[tuple[str, str]] = []
     size = len(text)
     pos = 0
     open_name: str | None = None
@@ -257,9 +257,8 @@ def spans_from_tokens(
             open_name = None
 
     for index, (token, tag) in enumerate(tokens):
-        where = f"tokens[{index}]"
         if not token:
-            problems.append(ImportProblem(where, "token", f"token {index} is empty"))
+            problems.append(("token", f"token {index} is empty"))
             return regions, problems
         if not text.startswith(token, pos):
             skip = pos
@@ -269,8 +268,7 @@ def spans_from_tokens(
                 skip += 1
             if not text.startswith(token, skip):
                 problems.append(
-                    ImportProblem(
-                        where,
+                    (
                         "token",
                         f"token {token!r} (token {index}) not found in the item's text "
                         f"after offset {pos}",
@@ -284,8 +282,7 @@ def spans_from_tokens(
             continue
         if TAG.fullmatch(tag) is None:
             problems.append(
-                ImportProblem(
-                    where,
+                (
                     "tag",
                     f"tag {tag!r} of token {index} ({token!r}) is not O, B-<label> or "
                     "I-<label> (nor BIOES S-/E-, BILOU U-/L-)",

@@ -11,7 +11,15 @@ import zipfile
 import pytest
 
 from datasets.formats.conll import IMPORT, spans_from_tokens, tokenize
-from tests.datasets.formats.conftest import export_bytes, version_of, zip_files
+from tests.datasets.formats.conftest import (
+    export_bytes,
+    label_file_import,
+    problems_of,
+    round_trip,
+    version_of,
+    without_lock,
+    zip_files,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -204,16 +212,15 @@ def test_spans_from_tokens_bio_iob1_bioes_and_offsets_in_code_points():
 
 def test_spans_from_tokens_reports_a_missing_token_and_bad_tags():
     _, problems = spans_from_tokens("one two", [("one", "O"), ("three", "B-X")])
-    assert [(p.row, p.field, p.reason) for p in problems] == [
+    assert problems == [
         (
-            "tokens[1]",
             "token",
             "token 'three' (token 1) not found in the item's text after offset 3",
         )
     ]
     _, problems = spans_from_tokens("one two", [("one", "PER"), ("two", "B-")])
-    assert [p.field for p in problems] == ["tag", "tag"]
-    assert "tag 'PER' of token 0 ('one') is not O, B-<label> or I-<label>" in problems[0].reason
+    assert [field for field, _ in problems] == ["tag", "tag"]
+    assert "tag 'PER' of token 0 ('one') is not O, B-<label> or I-<label>" in problems[0][1]
 
 
 def write(tmp_path, name, text):
@@ -285,3 +292,42 @@ def test_conll_export_imports_back_to_the_same_spans(ops, tmp_path):
     regions, _ = spans_from_tokens(HEBREW, records["he.txt"].tokens)
     assert regions == [span(HEBREW, "מירושלים", "מקום")]
     assert records["blank.txt"].tokens == []
+
+
+NER_SCHEMA = {
+    "type": "ner",
+    "allow_empty": True,  # all-O documents import as "nothing here"
+    "labels": [{"name": n} for n in ("ORG", "MISC", "PER", "LOC", "מקום")],
+}
+
+
+@pytest.mark.parametrize("options", [{}, {"splits": ["train"], "classes": ["PER", "LOC"]}])
+def test_conll_round_trip_gives_the_same_files(ops, options):
+    version = news_version(ops)
+    first, second = round_trip(version, "conll", schema=NER_SCHEMA, **options)
+    assert without_lock(zip_files(first)) == without_lock(zip_files(second))
+    assert "B-PER" in zip_files(second)["train.conll"].decode()
+    lock = json.loads(zip_files(second)["labelvault.lock.json"])
+    # The re-imported Hebrew span covers the whole token: no boundary inside one now.
+    assert (
+        lock["version"] != version.pk
+        and "span boundary inside a token" not in lock["counts"]["skipped"]
+    )
+
+
+def test_conll_import_problems_through_the_label_import_service(ops):
+    version = news_version(ops)
+    data = (
+        "-DOCSTART- -X- -X- O\n\n# id = news/a.txt\nEU -X- _ B-ORG\nrejects -X- _ O\n"
+        "Germany -X- _ B-LOC\n\n"  # the text says German
+        "-DOCSTART- -X- -X- O\n\n# id = emoji.txt\nZoë -X- _ PER\n\n"
+        "-DOCSTART- -X- -X- O\n\n👍🏽 -X- _ O\n\n"
+    ).encode()
+    label_import = label_file_import(version, data, "conll", schema=NER_SCHEMA, suffix=".conll")
+    problems = problems_of(label_import)
+    assert (
+        "1",
+        "token",
+        "token 'Germany' (token 2) not found in the item's text after offset 10",
+    ) in [(str(row), field, reason) for row, field, reason in problems]
+    assert [field for _, field, _ in problems] == ["token", "tag", "id"]
