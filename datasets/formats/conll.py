@@ -85,10 +85,11 @@ BLOCK_CHARS = 1 << 20
 DOCUMENT_TOKENS_MAX = 5_000_000
 
 
-def _marks() -> str:
-    """Every combining mark (Unicode categories Mn, Mc, Me) as a regex class body of
-    ranges: Python's `re` has no \\p{M}, and `\\w` leaves marks out (so a word with niqqud
-    or a Devanagari vowel sign would split). Built once at import (~0.2 s)."""
+def _marks() -> tuple[str, str]:
+    """Every combining mark (Unicode categories Mn, Mc, Me) as regex class bodies of
+    ranges, (below U+10000, above): Python's `re` has no \\p{M}, and `\\w` leaves marks
+    out (a word with niqqud or a Devanagari vowel sign would split). Built once at import
+    (~0.2 s)."""
     ranges: list[tuple[int, int]] = []
     for code in range(0x110000):
         if unicodedata.category(chr(code)) in ("Mn", "Mc", "Me"):
@@ -96,20 +97,32 @@ def _marks() -> str:
                 ranges[-1] = (ranges[-1][0], code)
             else:
                 ranges.append((code, code))
-    return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
+
+    def body(part: list[tuple[int, int]]) -> str:
+        return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in part)
+
+    return body([r for r in ranges if r[1] < 0x10000]), body([r for r in ranges if r[0] >= 0x10000])
 
 
-_M = _marks()
-# Emoji skin-tone modifiers (Sk, not marks) stay with the emoji before them.
-_MOD = "\U0001f3fb-\U0001f3ff"
+_BMP_MARKS, _ASTRAL_MARKS = _marks()
+# A mark: the BMP ones are one bitmap test; the few hundred astral ranges are tried only
+# for an astral character (a lookahead), so the end of every word stays cheap.
+# Emoji skin-tone modifiers (Sk, not marks) count as marks: they stay with their emoji.
+_M = rf"(?:[{_BMP_MARKS}]|(?=[\U00010000-\U0010ffff])[{_ASTRAL_MARKS}\U0001f3fb-\U0001f3ff])"
 TOKEN_PATTERN = (
-    rf"[\w{_M}]+(?:[\u200c\u200d][\w{_M}]+)*"  # a word, ZWNJ/ZWJ-joined parts included
-    rf"|[^\w\s][{_M}{_MOD}]*(?:\u200d[^\w\s][{_M}{_MOD}]*)*"  # one symbol (emoji sequence)
+    # A word: letters/digits/_ with their marks, ZWNJ/ZWJ-joined parts (Persian) included.
+    # (Possessive: nothing is ever given back, so no backtracking; ~1.5x `\w+|[^\w\s]`.)
+    rf"\w++(?:{_M}++\w*+)*+(?:[\u200c\u200d]\w++(?:{_M}++\w*+)*+)*+"
+    # Any other character with its marks; ZWJ sequences (emoji families) are one token.
+    rf"|[^\w\s]{_M}*+(?:\u200d[^\w\s]{_M}*+)*+"
 )
 TOKEN = re.compile(TOKEN_PATTERN)
-# The characters str.splitlines() breaks at: a sentence ends where the gap between two
-# tokens holds one.
+# The characters str.splitlines() breaks at: sentences are the text's lines.
 LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# A line: a run of anything but those (a sentence when it holds a token).
+LINE = re.compile("[^\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")
+O_JOIN = " -X- _ O\n"
+O_END = " -X- _ O\n\n"
 TAG = re.compile(r"O|[BIESLU]-\S+")
 _ID_LINE = re.compile(r"# id = (.*)")
 _COMMENT = re.compile(r"#\s*[\w.\-]+\s*=")
@@ -161,59 +174,100 @@ class ConllExport:
             zf.close()
 
     def _document(self, ctx: ExportContext, row: dict[str, Any], text: str) -> str:
-        tokens = tokenize(text)
-        tags = ["O"] * len(tokens)
-        if row["label"]:
-            self._tag(ctx, row["label"], tokens, tags)
-        external_id = LINE_BREAK.sub(" ", row["external_id"])
-        lines = [DOCSTART, "\n", ID_PREFIX, external_id, "\n"]
-        previous_end = -1
-        for (start, end, token), tag in zip(tokens, tags, strict=True):
-            if previous_end >= 0 and LINE_BREAK.search(text, previous_end, start):
-                lines.append("\n")
-            lines.append(f"{token} -X- _ {tag}\n")
-            previous_end = end
-        lines.append("\n")
-        return "".join(lines)
-
-    def _tag(
-        self,
-        ctx: ExportContext,
-        label: list[dict[str, Any]],
-        tokens: list[tuple[int, int, str]],
-        tags: list[str],
-    ) -> None:
-        counts = ctx.counts
-        spans: list[tuple[int, int, str]] = []
-        for region in ctx.regions(label):
-            kind = region.get("type")
-            if kind != "labels":
-                counts.skip(f"{kind} regions are not spans")
-                continue
-            value = region["value"]
-            spans.append((value["start"], value["end"], value["labels"][0]))
+        """One item's document. Tokens never cross a line break (whitespace), so each
+        line is tokenised on its own: a line no span touches is all `O` and written with
+        one C-level join; only the lines a span touches are tokenised with offsets."""
+        parts = [DOCSTART, "\n", ID_PREFIX, LINE_BREAK.sub(" ", row["external_id"]), "\n"]
+        spans = _spans(ctx, row["label"]) if row["label"] else []
         if not spans:
-            return
-        # Longer first at one start, so a nested span is the one left out.
-        spans.sort(key=lambda span: (span[0], -span[1]))
-        ends = [end for _, end, _ in tokens]
-        for start, end, name in spans:
-            first = bisect.bisect_right(ends, start)  # first token ending after `start`
-            last = first
-            while last < len(tokens) and tokens[last][0] < end:
-                last += 1
-            if first == last or start >= end:
-                counts.skip("span covers no token")
-                continue
-            if any(tag != "O" for tag in tags[first:last]):
-                counts.skip("overlapping span")
-                continue
-            if tokens[first][0] < start or tokens[last - 1][1] > end:
-                counts.skip("span boundary inside a token")
-            tags[first] = f"B-{name}"
-            inside = f"I-{name}"
-            for index in range(first + 1, last):
-                tags[index] = inside
+            for line in LINE.findall(text):
+                tokens = TOKEN.findall(line)
+                if tokens:
+                    parts.append(O_JOIN.join(tokens))
+                    parts.append(O_END)
+        else:
+            lines = [m.span() for m in LINE.finditer(text)]
+            hot = _lines_touched(lines, spans)
+            tokens: list[tuple[int, int, str]] = []
+            for index in sorted(hot):
+                start, end = lines[index]
+                # finditer with pos/endpos gives offsets into the whole text.
+                tokens.extend(
+                    (m.start(), m.end(), m.group()) for m in TOKEN.finditer(text, start, end)
+                )
+            tags = _tags(ctx, spans, tokens)
+            at = 0  # the next hot token
+            for index, (start, end) in enumerate(lines):
+                if index in hot:
+                    first = at
+                    while at < len(tokens) and tokens[at][0] < end:
+                        at += 1
+                    if at > first:
+                        parts.extend(f"{tokens[i][2]} -X- _ {tags[i]}\n" for i in range(first, at))
+                        parts.append("\n")
+                else:
+                    line_tokens = TOKEN.findall(text, start, end)
+                    if line_tokens:
+                        parts.append(O_JOIN.join(line_tokens))
+                        parts.append(O_END)
+        if len(parts) == 5:  # no token: the document still ends with a blank line
+            parts.append("\n")
+        return "".join(parts)
+
+
+def _spans(ctx: ExportContext, label: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
+    """(start, end, name) of the label's exported spans, by start, longer first (so of two
+    nested spans the inner one is left out); other regions are counted as skipped."""
+    counts = ctx.counts
+    spans: list[tuple[int, int, str]] = []
+    for region in ctx.regions(label):
+        kind = region.get("type")
+        if kind != "labels":
+            counts.skip(f"{kind} regions are not spans")
+            continue
+        value = region["value"]
+        spans.append((value["start"], value["end"], value["labels"][0]))
+    spans.sort(key=lambda span: (span[0], -span[1]))
+    return spans
+
+
+def _lines_touched(lines: list[tuple[int, int]], spans: list[tuple[int, int, str]]) -> set[int]:
+    """The indices of the lines (start, end) that share a character with a span."""
+    ends = [end for _, end in lines]
+    touched: set[int] = set()
+    for start, end, _ in spans:
+        index = bisect.bisect_right(ends, start)  # the first line ending after `start`
+        while index < len(lines) and lines[index][0] < end:
+            touched.add(index)
+            index += 1
+    return touched
+
+
+def _tags(
+    ctx: ExportContext, spans: list[tuple[int, int, str]], tokens: list[tuple[int, int, str]]
+) -> list[str]:
+    """The BIO tag of each token (every token a span may touch is in `tokens`)."""
+    counts = ctx.counts
+    tags = ["O"] * len(tokens)
+    ends = [end for _, end, _ in tokens]
+    for start, end, name in spans:
+        first = bisect.bisect_right(ends, start)  # the first token ending after `start`
+        last = first
+        while last < len(tokens) and tokens[last][0] < end:
+            last += 1
+        if first == last or start >= end:
+            counts.skip("span covers no token")
+            continue
+        if any(tag != "O" for tag in tags[first:last]):
+            counts.skip("overlapping span")
+            continue
+        if tokens[first][0] < start or tokens[last - 1][1] > end:
+            counts.skip("span boundary inside a token")
+        tags[first] = f"B-{name}"
+        inside = f"I-{name}"
+        for index in range(first + 1, last):
+            tags[index] = inside
+    return tags
 
 
 # --- import -------------------------------------------------------------------------------

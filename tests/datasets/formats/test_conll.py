@@ -331,3 +331,23 @@ def test_conll_import_problems_through_the_label_import_service(ops):
         "token 'Germany' (token 2) not found in the item's text after offset 10",
     ) in [(str(row), field, reason) for row, field, reason in problems]
     assert [field for _, field, _ in problems] == ["token", "tag", "id"]
+
+
+def test_conll_span_across_a_line_break_continues_in_the_next_sentence(ops, tmp_path):
+    text = "He said:\r\nBank of\nAmerica, and\n\nIBM.\n"
+    labels = [[span(text, "IBM", "ORG"), span(text, "Bank of\nAmerica", "ORG")]]
+    version = version_of(ops, kind="text", contents=[text.encode()], labels=labels)
+    files = zip_files(export_bytes(version, "conll"))
+    (name,) = [name for name in files if name.endswith(".conll")]
+    document = files[name].decode()
+    assert document.endswith(
+        "He -X- _ O\nsaid -X- _ O\n: -X- _ O\n\n"
+        "Bank -X- _ B-ORG\nof -X- _ I-ORG\n\nAmerica -X- _ I-ORG\n, -X- _ O\nand -X- _ O\n\n"
+        "IBM -X- _ B-ORG\n. -X- _ O\n\n"
+    )
+    (record,) = IMPORT.read(write(tmp_path, "doc.conll", document))
+    regions, problems = spans_from_tokens(text, record.tokens)
+    assert problems == [] and regions == [
+        span(text, "Bank of\nAmerica", "ORG"),
+        span(text, "IBM", "ORG"),
+    ]
