@@ -26,19 +26,24 @@ order), then `labelvault.lock.json`. Each item is one document, in item-id order
   run of line breaks, `\\n`, `\\r\\n`, `\\r`, U+2028 ..., is one sentence break). Every
   document therefore ends with a blank line, also one without tokens (an empty or
   whitespace-only text).
-- Tokens: `TOKEN_PATTERN`, a Unicode regex. A word is a run of letters, digits, `_` and
-  combining marks (so Hebrew with niqqud, Devanagari, Thai stay one token), possibly
-  joined by ZWNJ/ZWJ (Persian); any other non-space character is a token of its own,
-  with its combining marks, emoji modifiers and ZWJ sequences (so a family emoji or a
-  flag-free emoji with skin tone is one token). Whitespace is never part of a token.
+- Tokens: `TOKEN_PATTERN`, a Unicode regex (`\\w+|[^\\w\\s]` made aware of combining
+  marks and joiners). A word is a run of letters, digits and `_` with the combining marks
+  that follow them (so Hebrew with niqqud, Devanagari, Thai stay one token), possibly
+  joined by ZWNJ/ZWJ (Persian); any other non-space character is a token of its own with
+  the marks and emoji skin-tone modifiers after it, ZWJ sequences included (a family
+  emoji, `❤️`, `👍🏽` are one token each). Whitespace is never part of a token, so no
+  token crosses a line. Offsets are code points (`👍🏽` is two, not four UTF-16 units).
 - Tags are BIO (IOB2) from the item's NER spans (regions of type `labels`, character
   offsets in code points): the first token overlapping a span is `B-<label>`, the next
   ones `I-<label>`, all others `O`. A span whose start or end falls inside a token is
   still tagged by the tokens it overlaps and counted in the lock (`span boundary inside
   a token`); a span overlapping an earlier one (spans taken by start, longer first) is
   left out (`overlapping span`), as is one covering no token (`span covers no token`).
-  Other regions (classification `choices`) are left out and counted. Unlabelled items
-  are written with all tokens `O`, like items whose label has no spans.
+  Other regions (classification `choices`) are left out and counted.
+- Unlabelled items are left out (counted in the lock as `unlabelled item`): BIO has no
+  "not annotated" tag, and all-`O` would teach a model that they hold no entity. An item
+  labelled "nothing here" (no span) is a document with every token `O`; imported back,
+  it is "nothing here" again (a schema with allow_empty takes it).
 
 Import
 ------
@@ -149,6 +154,9 @@ class ConllExport:
         sizes: dict[str, int] = {}
         with ExitStack() as stack:
             for row, content in ctx.rows_with_content():
+                if row["label"] is None:
+                    ctx.counts.skip("unlabelled item")
+                    continue
                 split = row["split"]
                 spool = spools.get(split)
                 if spool is None:

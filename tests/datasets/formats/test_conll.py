@@ -41,7 +41,7 @@ def span(text, part, name, *, occurrence=0, start=None, end=None):
     }
 
 
-def news_version(ops, **kwargs):
+def news_version(ops, *, unlabelled=False):
     texts = [NEWS, HEBREW, "  \n \n", EMOJI]
     labels = [
         [
@@ -53,14 +53,20 @@ def news_version(ops, **kwargs):
         [],
         [span(EMOJI, "Zoë", "PER"), span(EMOJI, "東京", "LOC")],
     ]
+    external_ids = ["news/a.txt", "he.txt", "blank.txt", "emoji.txt"]
+    splits = ["train", "val", "train", "train"]
+    if unlabelled:
+        texts.append("Not labelled by Ann yet")
+        labels.append(None)
+        external_ids.append("later.txt")
+        splits.append("train")
     return version_of(
         ops,
         kind="text",
         contents=[t.encode() for t in texts],
         labels=labels,
-        external_ids=["news/a.txt", "he.txt", "blank.txt", "emoji.txt"],
-        splits=["train", "val", "train", "train"],
-        **kwargs,
+        external_ids=external_ids,
+        splits=splits,
     )
 
 
@@ -155,12 +161,13 @@ def test_conll_export_tags_overlaps_gaps_and_non_span_regions(ops):
     files = zip_files(export_bytes(version, "conll"))
     documents = "".join(files[name].decode() for name in files if name.endswith(".conll"))
     assert "New -X- _ B-LOC\nYork -X- _ I-LOC\nCity -X- _ I-LOC\nis -X- _ O\n" in documents
-    assert "no -X- _ O\nlabel -X- _ O\nhere -X- _ O\n" in documents  # unlabelled: all O
+    assert "no -X- _" not in documents  # unlabelled: left out
     skipped = json.loads(files["labelvault.lock.json"])["counts"]["skipped"]
     assert skipped == {
         "overlapping span": 2,
         "span covers no token": 1,
         "choices regions are not spans": 1,
+        "unlabelled item": 1,
     }
 
 
@@ -303,16 +310,17 @@ NER_SCHEMA = {
 
 @pytest.mark.parametrize("options", [{}, {"splits": ["train"], "classes": ["PER", "LOC"]}])
 def test_conll_round_trip_gives_the_same_files(ops, options):
-    version = news_version(ops)
+    version = news_version(ops, unlabelled=True)
     first, second = round_trip(version, "conll", schema=NER_SCHEMA, **options)
     assert without_lock(zip_files(first)) == without_lock(zip_files(second))
     assert "B-PER" in zip_files(second)["train.conll"].decode()
     lock = json.loads(zip_files(second)["labelvault.lock.json"])
-    # The re-imported Hebrew span covers the whole token: no boundary inside one now.
-    assert (
-        lock["version"] != version.pk
-        and "span boundary inside a token" not in lock["counts"]["skipped"]
-    )
+    assert lock["version"] != version.pk
+    # The unlabelled item stayed unlabelled; the re-imported Hebrew span covers the whole
+    # token, so no boundary falls inside one now.
+    assert lock["counts"]["items"] - lock["counts"]["labelled"] == 1
+    assert lock["counts"]["skipped"].get("unlabelled item") == 1
+    assert "span boundary inside a token" not in lock["counts"]["skipped"]
 
 
 def test_conll_import_problems_through_the_label_import_service(ops):
