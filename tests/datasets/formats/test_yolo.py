@@ -268,6 +268,27 @@ def test_yolo_export_leaves_out_an_image_whose_label_file_name_is_taken(ops):
     }
 
 
+def test_yolo_export_is_the_same_when_label_paths_only_share_a_hash(ops, monkeypatch):
+    """hash() of a name differs from process to process: a repeat of hashes only makes
+    the names be compared, it never changes the output."""
+    from datasets.formats import yolo
+
+    version = version_of(ops, labels=[[box("car", 1, 1, 2, 2)], None], splits=["train", "val"])
+    expected = export_bytes(version, "yolo")
+    suspects = {hash("labels/train/image-000.txt"), hash("labels/val/image-001.txt")}
+    monkeypatch.setattr(yolo, "_repeated", lambda hashes: suspects)
+    assert export_bytes(version, "yolo") == expected
+
+
+def test_yolo_repeated_hashes_are_found():
+    from array import array
+
+    from datasets.formats.yolo import _repeated
+
+    assert _repeated(array("q", [3, -1, 3, 2, -1, 3])) == {3, -1}
+    assert _repeated(array("q", [5, 4])) == set() and _repeated(array("q")) == set()
+
+
 class MemorySource:
     """Rows from memory (an image whose size is unknown cannot come from a real asset)."""
 
