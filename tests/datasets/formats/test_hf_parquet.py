@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from datasets.formats import hf_parquet
 from tests.datasets.formats.conftest import URL_BASE, export_bytes, version_of, zip_files
 
 pytestmark = pytest.mark.django_db
@@ -214,3 +215,28 @@ def test_hf_parquet_ner_spans_over_unicode_text(ops, tmp_path):
     ]
     assert validation["rows"][0]["spans"] == {"start": [8], "end": [15], "label": [0]}
     assert validation["rows"][1]["spans"] is None and "image_url" not in validation["rows"][1]
+
+
+def test_hf_parquet_row_groups_and_empty_texts(ops, monkeypatch):
+    monkeypatch.setattr(hf_parquet, "ROWS_PER_GROUP", 2)
+    texts = [" \n", "a", "b", "c", "d"]
+    labels = [[], None, None, None, None]
+    version = version_of(
+        ops, kind="text", contents=[t.encode() for t in texts], labels=labels, splits=["test"] * 5
+    )
+    data = export_bytes(version, "parquet")
+    assert export_bytes(version, "parquet") == data
+    parquet = pq.ParquetFile(io.BytesIO(zip_files(data)["data/test-00000-of-00001.parquet"]))
+    assert parquet.num_row_groups == 3
+    table = parquet.read()
+    assert table.column("text").to_pylist() == texts
+    # No non-empty label: no label column (the task is unknown).
+    assert table.column_names == [
+        "id",
+        "external_id",
+        "file_name",
+        "sha256",
+        "text",
+        "tags",
+        "metadata",
+    ]

@@ -113,3 +113,18 @@ def test_spacy_export_filters_splits_and_classes(ops):
     assert doc["entities"] == [[0, 3, "PER"], [15, 19, "LOC"]]
     lock = json.loads(files["labelvault.lock.json"])
     assert lock["classes"] == ["LOC", "PER"] and lock["counts"]["items"] == 1
+
+
+def test_spacy_empty_document(ops):
+    version = version_of(
+        ops,
+        kind="text",
+        contents=[b" \n\t\n", "x 🙂".encode()],
+        labels=[[], None],
+        splits=["val", "val"],
+    )
+    files = zip_files(export_bytes(version, "spacy"))
+    assert list(files) == ["val.json", "labelvault.lock.json"]
+    blank, unlabelled = json.loads(files["val.json"])
+    assert blank["text"] == " \n\t\n" and blank["entities"] == []
+    assert "entities" not in unlabelled and unlabelled["text"] == "x 🙂"
