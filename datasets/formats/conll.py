@@ -86,8 +86,9 @@ ID_PREFIX = "# id = "
 EXTENSION = ".conll"
 # Text written to a split's spool file per write: one write per ~1 MB, not per line.
 BLOCK_CHARS = 1 << 20
-# A document (one item) with more tokens than this is not a label file we can hold.
-DOCUMENT_TOKENS_MAX = 5_000_000
+# Tokens of one document (one item) held at once: ~120 bytes each in memory, so ~250 MB at
+# most; a 2M-token text is ~10 MB, more than a book. Beyond it the document is refused.
+DOCUMENT_TOKENS_MAX = 2_000_000
 
 
 def _marks() -> tuple[str, str]:
