@@ -23,7 +23,9 @@ labels. Safe to run twice (a re-run starts over: problems are cleared, labels up
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -41,7 +43,7 @@ from datasets.services.labels import label_publish
 from labeling.errors import InvalidAnnotation, LabelingError
 from labeling.models import LabelImport, LabelImportProblem, Prediction, Project, Task
 from labeling.schema import schema_media_kind
-from labeling.services.annotations import result_check
+from labeling.services.annotations import result_check, task_text
 from storage.keys import is_sha256, staging_key
 from storage.services import object_open, object_put, staging_delete
 from workers.services import is_transient, job_submit
@@ -56,9 +58,14 @@ BATCH = 500
 PROBLEMS_STORED_MAX = 100_000
 PROBLEMS_FLUSH = 1_000
 MODEL_NAME_MAX = 200
-# Pixel coordinates scaled from fractions (YOLO) within this of an integer are that
-# integer, else they keep 2 decimals: a box exported and imported again is the same box.
+# Pixel coordinates scaled from fractions (YOLO: 6 decimals) within this of an integer
+# are that integer, else they keep 6 decimals: exported again they give the same
+# fractions (2 decimals would move most fractional boxes by a unit of the 6th decimal).
 SNAP_TO_INT = 1e-3
+PIXEL_DECIMALS = 6
+# A scaled coordinate past the image's edge by less than this is on the edge (fractions
+# rounded to 6 decimals overshoot by up to 5e-7 of the size).
+EDGE_TOLERANCE = 1e-2
 
 
 class InvalidLabelImport(LabelingError):
@@ -165,14 +172,15 @@ def label_import_job(ctx: JobContext) -> dict[str, Any]:
     ).get(pk=ctx.params["label_import_id"])
     if label_import.state in (LabelImport.State.DONE, LabelImport.State.FAILED):
         return {"label_import": label_import.pk, "state": label_import.state}
-    suffix = posixpath.splitext(label_import.file_name)[1][:16]
+    # Under its uploaded name: a single YOLO label file is keyed by its file name.
+    name = re.sub(r"[^\w.\-]", "_", posixpath.basename(label_import.file_name))[-200:] or "labels"
     try:
-        with tempfile.NamedTemporaryFile(suffix=suffix) as local:
-            with object_open(label_import.staged_key) as staged:
+        with tempfile.TemporaryDirectory() as scratch:
+            local = os.path.join(scratch, name)
+            with object_open(label_import.staged_key) as staged, open(local, "wb") as out:
                 while block := staged.read(1024 * 1024):
-                    local.write(block)
-            local.flush()
-            label_import_execute(label_import, path=local.name, progress=lambda n: ctx.progress(n))
+                    out.write(block)
+            label_import_execute(label_import, path=local, progress=lambda n: ctx.progress(n))
     except Exception as exc:
         if is_transient(exc):
             raise
@@ -273,24 +281,38 @@ def _match(label_import: LabelImport, batch: list[ImportRecord]) -> dict[int, It
 
 def _scaled(value: float, size: int) -> int | float:
     pixels = value * size
+    if -EDGE_TOLERANCE < pixels < 0:
+        pixels = 0
+    elif size < pixels < size + EDGE_TOLERANCE:
+        pixels = size
     nearest = round(pixels)
-    return int(nearest) if abs(pixels - nearest) < SNAP_TO_INT else round(pixels, 2)
+    return int(nearest) if abs(pixels - nearest) < SNAP_TO_INT else round(pixels, PIXEL_DECIMALS)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _denormalise(regions: list[dict[str, Any]], width: int, height: int) -> None:
-    """Fractions of the image size (YOLO) to pixels, in place."""
+    """Fractions of the image size (YOLO) to pixels, in place; a box that ends past the
+    edge by a rounding error ends on it."""
     for region in regions:
         value = region.get("value")
         if not isinstance(value, dict):
             continue
         for key, size in (("x", width), ("width", width), ("y", height), ("height", height)):
-            if isinstance(value.get(key), int | float) and not isinstance(value.get(key), bool):
+            if _number(value.get(key)):
                 value[key] = _scaled(value[key], size)
+        for start, extent, size in (("x", "width", width), ("y", "height", height)):
+            if _number(value.get(start)) and _number(value.get(extent)):
+                over = value[start] + value[extent] - size
+                if 0 < over < EDGE_TOLERANCE:
+                    value[extent] = _scaled((size - value[start]) / size, size)
         points = value.get("points")
         if isinstance(points, list):
             value["points"] = [
                 [_scaled(p[0], width), _scaled(p[1], height)]
-                if isinstance(p, list) and len(p) == 2
+                if isinstance(p, list) and len(p) == 2 and _number(p[0]) and _number(p[1])
                 else p
                 for p in points
             ]
@@ -467,8 +489,6 @@ def _check_record(
         _denormalise(regions, asset.width, asset.height)
     if record.tokens is not None:
         from datasets.formats.conll import spans_from_tokens
-
-        from labeling.services.annotations import task_text
 
         try:
             text = task_text(task) if text_kind else None

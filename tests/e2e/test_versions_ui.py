@@ -152,6 +152,8 @@ def test_export_a_version_from_its_page(
     assert "splits" in page.locator("[data-test=export-error]").inner_text()
     assert not Export.objects.exists()
     page.check("input[name=format][value=jsonl]")
+    for split in ("train", "val", "test"):
+        page.check(f"input[name=splits][value={split}]")
     page.click("[data-test=export-submit]")
     page.wait_for_selector("tr[data-state=done] [data-test=export-download]", timeout=60_000)
     export = Export.objects.get()

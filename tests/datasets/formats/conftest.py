@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,6 +93,7 @@ def label_file_import(
     valid_only: bool = False,
     suffix: str = ".zip",
     project: Any = None,
+    file_name: str | None = None,
 ):
     """Import `data` (a label file) into a project on the version's dataset with `schema`
     (created unless given) through the label-import service, run in this process.
@@ -118,14 +120,14 @@ def label_file_import(
         match=match,
         valid_only=valid_only,
         model_name="import" if mode == "predictions" else "",
-        file_name=f"labels{suffix}",
+        file_name=file_name or f"labels{suffix}",
         file_size=len(data),
         created_by=version.created_by,
     )
-    with tempfile.NamedTemporaryFile(suffix=suffix) as local:
-        local.write(data)
-        local.flush()
-        return label_import_execute(label_import, path=local.name)
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / label_import.file_name
+        local.write_bytes(data)
+        return label_import_execute(label_import, path=str(local))
 
 
 def problems_of(label_import: Any) -> list[tuple[str, str, str]]:
