@@ -303,6 +303,9 @@ IMPORT_THREADS = env.int("IMPORT_THREADS", default=4)
 # embedding the files) start them with it, and it is part of such an export's cache key.
 PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 
+# SQL exports into SQLite write a file on this server: only under this directory.
+EXPORT_SQLITE_DIR = env.str("EXPORT_SQLITE_DIR", default=str(VAR_DIR / "sql-exports"))
+
 # Label files (COCO, YOLO zips, Label Studio exports) imported into a project: a COCO file
 # of 100k images with 1M boxes is ~300 MB.
 LABEL_IMPORT_MAX_BYTES = env.int("LABEL_IMPORT_MAX_BYTES", default=2_000_000_000)

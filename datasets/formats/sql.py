@@ -44,7 +44,10 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import IO, Any
+
+from django.conf import settings
 
 from sqlalchemy import (
     BigInteger,
@@ -191,6 +194,17 @@ class SqlExport:
                 f"options.if_exists is one of {', '.join(IF_EXISTS)}; got {if_exists!r}.",
                 field="options.if_exists",
             )
+        if url.get_backend_name() == "sqlite":
+            # The server writes the file: only under the directory set aside for it, so a
+            # URL cannot overwrite the server's own files.
+            allowed = Path(settings.EXPORT_SQLITE_DIR).resolve()
+            target = Path(str(url.database)).resolve()
+            if not target.is_relative_to(allowed):
+                raise InvalidExport(
+                    f"options.url: SQLite files are written under {allowed} on this server "
+                    f"(EXPORT_SQLITE_DIR), e.g. sqlite:///{allowed}/data.db; not {target}.",
+                    field="options.url",
+                )
         public = {"url": _public(url), "table": table, "if_exists": if_exists}
         return public, url.render_as_string(hide_password=False)
 

@@ -25,6 +25,21 @@ pytestmark = pytest.mark.django_db
 SQL = export_format("sql")
 
 
+@pytest.fixture(autouse=True)
+def _sqlite_dir(settings, tmp_path):
+    settings.EXPORT_SQLITE_DIR = str(tmp_path)
+
+
+def test_sqlite_files_only_under_the_directory_set_aside(tmp_path):
+    with pytest.raises(InvalidExport, match="EXPORT_SQLITE_DIR") as caught:
+        export_options_for(SQL, {"url": "sqlite:////etc/passwd.db", "table": "t"})
+    assert caught.value.field == "options.url"
+    with pytest.raises(InvalidExport, match="EXPORT_SQLITE_DIR"):
+        export_options_for(SQL, {"url": f"sqlite:///{tmp_path}/../x.db", "table": "t"})
+    options, secret = export_options_for(SQL, {"url": f"sqlite:///{tmp_path}/a.db", "table": "t"})
+    assert secret == f"sqlite:///{tmp_path}/a.db" and options.extra["table"] == "t"
+
+
 def box(label, x=1):
     return {
         "type": "rectanglelabels",
