@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
-
 from sqlalchemy import (
     BigInteger,
     Column,
