@@ -675,7 +675,7 @@ class CocoImport:
         size: list[int | None] = []
         for key in ("width", "height"):
             value = raw.get(key)
-            if value is None:
+            if value is None or value == 0:  # 0: a tool that did not know the size
                 size.append(None)
             elif type(value) is int and value > 0:
                 size.append(value)

@@ -56,16 +56,19 @@ Polygons, keypoints and classifications have no place in VOC detection: they are
 as skipped ("<type> not in voc").
 
 Import: a zip of `Annotations/*.xml` (any `*.xml` when it has no Annotations/ folder) or
-one `.xml` file, parsed with defusedxml (no entity expansion, no external references).
-One record per file, in the zip's order: key = <filename> (else the file's path under
-Annotations/ without .xml), width/height from <size>, one rectanglelabels region per
-<object> in file order (x = xmin, width = xmax - xmin rounded to the decimals the file
-used), with `attributes: {"occluded": bool}` when the object has <occluded>. A file with
-no <object> is an image with nothing on it (regions []). Problems name the file, the
-object and the field: a missing <name>, a missing or non-numeric bndbox coordinate,
-xmax <= xmin or ymax <= ymin; a file that is not well-formed XML is a record with one
-problem (the other files still import). A file that is neither a zip nor XML, or a
-broken zip, raises InvalidLabelFile.
+one `.xml` file, parsed with defusedxml (no entity expansion, no external references),
+one file at a time. One record per file, in the zip's order: key = <filename> (else the
+file's path under Annotations/ without .xml), width/height from <size> (0 is unknown),
+one rectanglelabels region per <object> in file order (x = xmin, width = xmax - xmin
+rounded to the decimals the file used), with `attributes: {"occluded": bool}` when the
+object has <occluded> 0 or 1; <pose>, <truncated>, <difficult> and <part> are not read.
+A file with no <object> is an image with nothing on it (regions []): VOC cannot tell an
+unlabelled item from an empty one, so both come back as "nothing here". Problems name
+the file, the object and the field: a missing <name>, a missing or non-numeric bndbox
+coordinate, xmax <= xmin or ymax <= ymin (the record is then rejected whole); a file that
+is not well-formed XML (or declares entities) is a record with one problem, and the other
+files still import. A file that is neither a zip nor XML, or a broken zip, raises
+InvalidLabelFile.
 """
 
 from __future__ import annotations
@@ -105,6 +108,18 @@ LABELMAP_HEADER = "# label:color_rgb:parts:actions\n"
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+# The constant parts of an <object> (two-space indentation).
+_OBJECT_OPEN = "  <object>\n    <name>"
+_OBJECT_FACTS = (
+    "</name>\n"
+    "    <pose>Unspecified</pose>\n"
+    "    <truncated>0</truncated>\n"
+    "    <difficult>0</difficult>\n"
+)
+_OCCLUDED = {True: "    <occluded>1</occluded>\n", False: "    <occluded>0</occluded>\n"}
+_OBJECT_CLOSE = "    </bndbox>\n  </object>\n"
 
 
 def _text(value: str) -> str:
@@ -163,26 +178,17 @@ class VocExport:
                             counts.skip("class not exported")
                             continue
                         x, y = value["x"], value["y"]
+                        x2, y2 = x + value["width"], y + value["height"]
+                        if not (type(x) is type(y) is type(x2) is type(y2) is int):
+                            x, y, x2, y2 = _number(x), _number(y), _number(x2), _number(y2)
                         attributes = region.get("attributes")
                         occluded = attributes.get("occluded") if attributes else None
                         objects.append(
-                            "  <object>\n"
-                            f"    <name>{name}</name>\n"
-                            "    <pose>Unspecified</pose>\n"
-                            "    <truncated>0</truncated>\n"
-                            "    <difficult>0</difficult>\n"
-                            + (
-                                f"    <occluded>{1 if occluded else 0}</occluded>\n"
-                                if type(occluded) is bool
-                                else ""
-                            )
-                            + "    <bndbox>\n"
-                            f"      <xmin>{_number(x)}</xmin>\n"
-                            f"      <ymin>{_number(y)}</ymin>\n"
-                            f"      <xmax>{_number(x + value['width'])}</xmax>\n"
-                            f"      <ymax>{_number(y + value['height'])}</ymax>\n"
-                            "    </bndbox>\n"
-                            "  </object>\n"
+                            f"{_OBJECT_OPEN}{name}{_OBJECT_FACTS}"
+                            f"{_OCCLUDED.get(occluded, '') if type(occluded) is bool else ''}"
+                            f"    <bndbox>\n      <xmin>{x}</xmin>\n      <ymin>{y}</ymin>\n"
+                            f"      <xmax>{x2}</xmax>\n      <ymax>{y2}</ymax>\n"
+                            f"{_OBJECT_CLOSE}"
                         )
                 width, height = row["width"], row["height"]
                 xml = (
@@ -254,10 +260,13 @@ def _parse_number(text: str | None) -> tuple[int | float | None, int]:
 
 
 def _size(text: str | None) -> int | None | bool:
-    """An image dimension: an int, None when absent/empty, False when not a number."""
+    """An image dimension: an int, None when absent/empty/0 (tools that do not know the
+    size write 0), False when not a whole positive number."""
     if text is None or not text.strip():
         return None
     number, _ = _parse_number(text)
+    if number == 0:
+        return None
     if type(number) is int and number > 0:
         return number
     if type(number) is float and number.is_integer() and number > 0:
@@ -361,7 +370,7 @@ class VocImport:
                 )
             record.width = width if type(width) is int else None
             record.height = height if type(height) is int else None
-        for index, obj in enumerate(root.iter("object")):
+        for index, obj in enumerate(root.findall("object")):
             where = f"object[{index}]"
             label = (obj.findtext("name") or "").strip()
             ok = True

@@ -249,7 +249,12 @@ def test_voc_reader_turns_hand_written_xml_into_records(tmp_path):
 
 def test_voc_reader_of_one_xml_file(tmp_path):
     (record,) = read_records(tmp_path, voc_xml(voc_object()), suffix=".xml")
-    assert record.key == "a.jpg" and len(record.regions) == 1
+    assert (record.key, record.width, record.height) == ("a.jpg", 64, 48)
+    assert len(record.regions) == 1
+    # A tool that did not know the size wrote 0: unknown, not a problem.
+    unknown = voc_xml(voc_object(), size="<width>0</width><height>0</height>")
+    (record,) = read_records(tmp_path, unknown, suffix=".xml")
+    assert (record.width, record.height, record.problems) == (None, None, [])
 
 
 def test_voc_reader_reports_bad_objects_and_broken_files(tmp_path):
