@@ -240,6 +240,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `state`: one named enum per set of choices.
+    "ENUM_NAME_OVERRIDES": {
+        "ImportStateEnum": "datasets.models.Import.State",
+        "ExportStateEnum": "datasets.models.Export.State",
+    },
 }
 
 # --- Object storage (S3 API; SeaweedFS in development, MinIO in production) -------------

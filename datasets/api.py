@@ -824,7 +824,7 @@ class VersionAssetRedirectApi(APIView):
     and would change the export's bytes): 302 to a fresh presigned URL of the asset, if
     the asset is in this version's dataset."""
 
-    @extend_schema(responses={302: None})
+    @extend_schema(responses={302: None}, operation_id="v1_versions_asset_redirect")
     def get(self, request: Request, version_id: str, sha256: str) -> HttpResponseRedirect:
         from datasets.services.exports import asset_url
 
