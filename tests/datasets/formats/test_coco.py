@@ -384,6 +384,29 @@ def test_coco_reader_reads_every_split_of_our_zip(ops, tmp_path):
     assert records[0].sha256 and len(records[0].sha256) == 64
 
 
+def test_coco_reader_keeps_the_files_of_a_zip_apart(tmp_path):
+    """Image ids are a file's own: instances_val's image 1 is not instances_train's."""
+    train = coco_json(
+        images=[{"id": 1, "file_name": "t.jpg"}],
+        annotations=[{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2]}],
+    )
+    val = coco_json(
+        images=[{"id": 1, "file_name": "v.jpg"}],
+        annotations=[{"id": 1, "image_id": 1, "category_id": 2, "bbox": [3, 3, 4, 4]}],
+        categories=[{"id": 2, "name": "bus"}],
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("annotations/instances_train.json", train)
+        zf.writestr("annotations/instances_val.json", val)
+        zf.writestr("images/t.jpg", b"not read")
+    records = read_records(tmp_path, buffer.getvalue(), suffix=".zip")
+    assert [(r.key, [g["value"]["rectanglelabels"] for g in r.regions]) for r in records] == [
+        ("t.jpg", [["car"]]),
+        ("v.jpg", [["bus"]]),
+    ]
+
+
 # --- through the label import service ------------------------------------------------------
 
 

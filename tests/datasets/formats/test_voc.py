@@ -12,7 +12,7 @@ import pytest
 from defusedxml.ElementTree import fromstring
 
 from datasets.formats.base import InvalidLabelFile
-from datasets.formats.voc import IMPORT
+from datasets.formats.voc import IMPORT, _number
 from tests.datasets.formats.conftest import (
     export_bytes,
     label_file_import,
@@ -298,6 +298,28 @@ def test_voc_reader_reports_bad_objects_and_broken_files(tmp_path):
     assert records[2].problems[0].reason.startswith("refused")
     assert records[3].problems[0].field == "annotation"
     assert records[4].problems == [] and records[4].key == "good.jpg"
+
+
+def test_voc_numbers_read_back_to_what_is_written_again(tmp_path):
+    """The re-export invariant: a box written, read and written again gives the same text
+    (ints stay ints, floats keep a decimal point, float noise does not show)."""
+    pairs = [
+        (1, 3),
+        (0.1, 0.2),
+        (10.123, 20.456),
+        (1, 2.5),
+        (3.0, 4),
+        (1 / 3, 2 / 3),
+        (2.675, 0.005),
+    ]
+    objects = "".join(voc_object("car", _number(x), "1", _number(x + w), "11") for x, w in pairs)
+    (record,) = read_records(tmp_path, voc_xml(objects), suffix=".xml")
+    for (x, w), region in zip(pairs, record.regions, strict=True):
+        value = region["value"]
+        assert _number(value["x"]) == _number(x)
+        assert _number(value["x"] + value["width"]) == _number(x + w)
+        assert type(value["x"]) is type(x)
+    assert _number(0.1 + 0.2) == "0.3" and _number(3.0) == "3.0" and _number(7) == "7"
 
 
 @pytest.mark.parametrize(
