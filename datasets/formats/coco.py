@@ -488,6 +488,8 @@ def _annotation_regions(
 
 
 _NO_BOX = (None, None, None, None, None)
+# Windows editors start UTF-8 files with a byte order mark; JSON parsers refuse it.
+_BOM = b"\xef\xbb\xbf"
 _SCHEMA = """
 CREATE TABLE image (
     src INTEGER NOT NULL, pos INTEGER NOT NULL, id, file_name TEXT, width INTEGER,
@@ -570,17 +572,16 @@ class CocoImport:
     # -- loading -----------------------------------------------------------------------
 
     def _items(self, name: str, opener: Callable[[], IO[bytes]], prefix: str) -> Iterator[Any]:
-        with opener() as stream:
-            head = stream.read(1)
-            while head in (b" ", b"\n", b"\r", b"\t", b"\xef", b"\xbb", b"\xbf"):
-                head = stream.read(1)
-            if head != b"{":
-                raise InvalidLabelFile(
-                    f"{name} is not a COCO JSON file: it does not start with a JSON object.",
-                    field="file",
-                )
         try:
             with opener() as stream:
+                head = stream.read(64)
+                bom = head.startswith(_BOM)
+                if not head[len(_BOM) if bom else 0 :].lstrip(b" \t\r\n").startswith(b"{"):
+                    raise InvalidLabelFile(
+                        f"{name} is not a COCO JSON file: it does not start with a JSON object.",
+                        field="file",
+                    )
+                stream.seek(len(_BOM) if bom else 0)  # a zip entry rewinds by reopening
                 yield from ijson.items(stream, prefix, use_float=True)
         except (ijson.JSONError, UnicodeDecodeError, ValueError) as exc:
             raise _json_error(name, exc) from exc

@@ -351,6 +351,15 @@ def test_coco_reader_reports_bad_rows_by_row_field_and_reason(tmp_path):
     assert records[0].regions == [] and records[0].key == "a.jpg"  # rejected as a whole
 
 
+def test_coco_reader_accepts_a_byte_order_mark(tmp_path):
+    data = coco_json(
+        images=[{"id": 1, "file_name": "a.jpg"}],
+        annotations=[{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}],
+    )
+    (record,) = read_records(tmp_path, b"\xef\xbb\xbf" + data)
+    assert record.key == "a.jpg" and record.regions[0]["value"]["x"] == 1
+
+
 @pytest.mark.parametrize(
     "data",
     [b'{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"id"', b"not json", b""],
