@@ -25,7 +25,8 @@ An instances file is one JSON object, keys in this order, compact separators, UT
 
 - `info` names the dataset and split but not the version nor the code commit: those are
   in labelvault.lock.json, so that export -> import -> export gives identical instances
-  files (the re-import makes a new version).
+  files (the re-import makes a new version). With URLs (`images` false) each URL names
+  its version, so only the embedded form is byte-identical across versions.
 - images: `id` is the item id, `file_name` the item's path in the export (relative to
   `images/`), `width`/`height` in pixels. `labelvault.url` (the stable asset URL) is there
   unless the files are embedded. `labelvault.labelled` is false for an item without a
@@ -66,6 +67,9 @@ with no regions ("nothing here"), unless our own export marked it unlabelled.
   category's name, several the names in the category's `keypoints` list); an annotation
   with visible keypoints gives only those, with polygons only the polygons.
 - numbers keep their JSON type: [10, 20, 30, 40] comes back as ints, 10.0 as a float.
+- an annotation's `attributes` object becomes each of its regions' attributes, as it is
+  (CVAT writes {"occluded": false, ...}): the project's schema decides whether they fit.
+- an image's `labelvault.sha256` (our export) is passed on for matching by hash.
 - Problems, each naming the row (`annotations[12]`, `images[3]`; prefixed with the entry
   name inside a zip) and field: unknown category id, an annotation whose image_id is not
   among the images, a bbox that is not 4 finite numbers or has no area, a malformed
