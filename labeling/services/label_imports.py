@@ -318,6 +318,21 @@ def _denormalise(regions: list[dict[str, Any]], width: int, height: int) -> None
             ]
 
 
+def _keep_schema_attributes(regions: list[Any], schema: dict[str, Any]) -> None:
+    """Drop, in place, region attributes the project's schema does not define: tools
+    write their own (CVAT's COCO puts `occluded` on every annotation), and a foreign file
+    should not fail on them. Our own JSONL keeps them (the schema check names them)."""
+    known = {attribute["name"] for attribute in schema.get("attributes", [])}
+    for region in regions:
+        attributes = region.get("attributes") if isinstance(region, dict) else None
+        if isinstance(attributes, dict):
+            kept = {k: v for k, v in attributes.items() if k in known}
+            if kept:
+                region["attributes"] = kept
+            else:
+                region.pop("attributes")
+
+
 def _with_ids(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Give regions without an id r1, r2, ... (by position), skipping ids already used."""
     taken = {r.get("id") for r in regions if isinstance(r, dict) and r.get("id")}
@@ -482,6 +497,8 @@ def _check_record(
             return False
     task = Task(project=label_import.project, item=item)
     regions = [dict(r) if isinstance(r, dict) else r for r in record.regions]
+    if label_import.format != "jsonl":
+        _keep_schema_attributes(regions, revision.schema)
     if getattr(record, "normalized", False):
         if asset.width is None or asset.height is None:
             problems.add(record.row, "size", f"the size of image {item.external_id!r} is unknown")

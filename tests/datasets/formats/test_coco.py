@@ -514,3 +514,36 @@ def test_coco_import_of_a_bare_json_reports_problems_and_stores_nothing(ops):
             "value": {"x": 1, "y": 2, "width": 3, "height": 4, "rectanglelabels": ["car"]},
         }
     ]
+
+
+def test_coco_import_drops_attributes_the_schema_does_not_define(ops):
+    """CVAT's COCO writes `occluded` (and its own keys) on every annotation: a project
+    without those attributes takes the boxes, not the foreign attributes."""
+    from datasets.models import Label
+
+    version = version_of(ops, labels=[None])
+    data = coco_json(
+        [{"id": 1, "file_name": "image-000.png", "width": 64, "height": 48}],
+        [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [1, 2, 3, 4],
+                "area": 12,
+                "iscrowd": 0,
+                "attributes": {"occluded": False, "track_id": 3},
+            }
+        ],
+    )
+    schema = {"type": "bbox", "labels": [{"name": "car"}, {"name": "bus"}]}
+    result = label_file_import(version, data, "coco", schema=schema, suffix=".json")
+    assert result.state == "done", problems_of(result)
+    value = Label.objects.get().value
+    assert value == [
+        {
+            "id": "r1",
+            "type": "rectanglelabels",
+            "value": {"x": 1, "y": 2, "width": 3, "height": 4, "rectanglelabels": ["car"]},
+        }
+    ]
