@@ -630,6 +630,57 @@ def _flags(name: str) -> int:
     return 0 if name.isascii() else 0x800
 
 
+class SplitSpools:
+    """One text file per split, written as rows come (in item order, splits mixed) and
+    copied into a zip at the end: memory holds a block per split, never a split.
+
+    `add(split, text)` appends; `head`/`separator`/`tail` frame each file (a JSON list:
+    "[\n", ",\n", "\n]\n"). Use as a context manager (the temporary files go with it).
+    """
+
+    BLOCK_CHARS = 1 << 20
+
+    def __init__(self, *, head: str = "", separator: str = "", tail: str = "") -> None:
+        self.head, self.separator, self.tail = head, separator, tail
+        self.files: dict[str, IO[bytes]] = {}
+        self.blocks: dict[str, list[str]] = {}
+        self.sizes: dict[str, int] = {}
+
+    def __enter__(self) -> SplitSpools:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for spool in self.files.values():
+            spool.close()
+
+    def add(self, split: str, text: str) -> None:
+        block = self.blocks.get(split)
+        if block is None:
+            self.files[split] = tempfile.TemporaryFile()  # noqa: SIM115 (closed by __exit__)
+            block = self.blocks[split] = [self.head]
+            self.sizes[split] = 0
+        elif self.separator:
+            block.append(self.separator)
+        block.append(text)
+        self.sizes[split] += len(text)
+        if self.sizes[split] >= self.BLOCK_CHARS:
+            self.files[split].write("".join(block).encode("utf-8"))
+            block.clear()
+            self.sizes[split] = 0
+
+    def copy_into(self, zf: DeterministicZip, splits: Iterable[str], name: str) -> None:
+        """Write each split that had rows as entry `name.format(split=...)`, in the order
+        of `splits`."""
+        for split in splits:
+            spool = self.files.get(split)
+            if spool is None:
+                continue
+            spool.write(("".join(self.blocks[split]) + self.tail).encode("utf-8"))
+            spool.seek(0)
+            with zf.open(name.format(split=split)) as entry:
+                shutil.copyfileobj(spool, entry, 1 << 20)
+
+
 # --- the export context ---------------------------------------------------------------
 
 

@@ -65,12 +65,9 @@ from __future__ import annotations
 
 import bisect
 import re
-import shutil
-import tempfile
 import unicodedata
 import zipfile
 from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import IO, Any
 
 from datasets.formats.base import (
@@ -79,13 +76,12 @@ from datasets.formats.base import (
     ImportProblem,
     ImportRecord,
     InvalidLabelFile,
+    SplitSpools,
 )
 
 DOCSTART = "-DOCSTART- -X- -X- O\n"
 ID_PREFIX = "# id = "
 EXTENSION = ".conll"
-# Text written to a split's spool file per write: one write per ~1 MB, not per line.
-BLOCK_CHARS = 1 << 20
 # Tokens of one document (one item) held at once: ~120 bytes each in memory, so ~250 MB at
 # most; a 2M-token text is ~10 MB, more than a book. Beyond it the document is refused.
 DOCUMENT_TOKENS_MAX = 2_000_000
@@ -150,35 +146,15 @@ class ConllExport:
     content_type = "application/zip"
 
     def write(self, ctx: ExportContext, out: IO[bytes]) -> None:
-        spools: dict[str, IO[bytes]] = {}
-        blocks: dict[str, list[str]] = {}
-        sizes: dict[str, int] = {}
-        with ExitStack() as stack:
+        with SplitSpools() as spools:
             for row, content in ctx.rows_with_content():
                 if row["label"] is None:
                     ctx.counts.skip("unlabelled item")
                     continue
-                split = row["split"]
-                spool = spools.get(split)
-                if spool is None:
-                    spool = spools[split] = stack.enter_context(tempfile.TemporaryFile())
-                    blocks[split], sizes[split] = [], 0
-                document = self._document(ctx, row, content.decode("utf-8", errors="replace"))
-                blocks[split].append(document)
-                sizes[split] += len(document)
-                if sizes[split] >= BLOCK_CHARS:
-                    spool.write("".join(blocks[split]).encode("utf-8"))
-                    blocks[split].clear()
-                    sizes[split] = 0
+                text = content.decode("utf-8", errors="replace")
+                spools.add(row["split"], self._document(ctx, row, text))
             zf = DeterministicZip(out)
-            for split in ctx.options.splits:
-                spool = spools.get(split)
-                if spool is None:
-                    continue
-                spool.write("".join(blocks[split]).encode("utf-8"))
-                spool.seek(0)
-                with zf.open(f"{split}{EXTENSION}") as entry:
-                    shutil.copyfileobj(spool, entry, 1 << 20)
+            spools.copy_into(zf, ctx.options.splits, "{split}" + EXTENSION)
             zf.write("labelvault.lock.json", ctx.lock_bytes())
             zf.close()
 

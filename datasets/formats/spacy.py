@@ -35,17 +35,11 @@ which is what spaCy v3 takes for an `Example`:
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from contextlib import ExitStack
 from typing import IO, Any
 
-from datasets.formats.base import DeterministicZip, ExportContext
+from datasets.formats.base import DeterministicZip, ExportContext, SplitSpools
 
 EXTENSION = ".json"
-# Text written to a split's spool file per write: one write per ~1 MB, not per item.
-BLOCK_CHARS = 1 << 20
-
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -71,10 +65,7 @@ class SpacyExport:
         classes = ctx.classes
         zeros = dict.fromkeys(classes, 0.0)
         counts = ctx.counts
-        spools: dict[str, IO[bytes]] = {}
-        blocks: dict[str, list[str]] = {}
-        sizes: dict[str, int] = {}
-        with ExitStack() as stack:
+        with SplitSpools(head="[\n", separator=",\n", tail="\n]\n") as spools:
             for row, content in ctx.rows_with_content():
                 text = content.decode("utf-8", errors="replace")
                 obj: dict[str, Any] = {
@@ -103,30 +94,9 @@ class SpacyExport:
                         obj["entities"] = _without_overlaps(entities, ctx)
                     if cats is not None or task == "cats":
                         obj["cats"] = cats if cats is not None else zeros
-                split = row["split"]
-                spool = spools.get(split)
-                if spool is None:
-                    spool = spools[split] = stack.enter_context(tempfile.TemporaryFile())
-                    blocks[split], sizes[split] = ["[\n"], 0
-                else:
-                    blocks[split].append(",\n")
-                line = _dumps(obj)
-                blocks[split].append(line)
-                sizes[split] += len(line)
-                if sizes[split] >= BLOCK_CHARS:
-                    spool.write("".join(blocks[split]).encode("utf-8"))
-                    blocks[split].clear()
-                    sizes[split] = 0
+                spools.add(row["split"], _dumps(obj))
             zf = DeterministicZip(out)
-            for split in ctx.options.splits:
-                spool = spools.get(split)
-                if spool is None:
-                    continue
-                blocks[split].append("\n]\n")
-                spool.write("".join(blocks[split]).encode("utf-8"))
-                spool.seek(0)
-                with zf.open(f"{split}{EXTENSION}") as entry:
-                    shutil.copyfileobj(spool, entry, 1 << 20)
+            spools.copy_into(zf, ctx.options.splits, "{split}" + EXTENSION)
             zf.write("labelvault.lock.json", ctx.lock_bytes())
             zf.close()
 
