@@ -163,3 +163,20 @@ def test_the_export_job_builds_stores_and_serves_the_file(
     export = Export.objects.get(pk=job.report["export"])
     assert export.state == "done" and export.counts["items"] == 1
     assert Version.objects.count() == 1
+
+
+def test_a_failed_or_abandoned_export_is_built_again_when_asked(ops, version):
+    from datasets.services.exports import export_request
+    from workers.models import Job
+
+    export, building = export_request(version=version, fmt="jsonl", options={}, created_by=ops)
+    assert building and export.job_id is not None
+    same, building = export_request(version=version, fmt="jsonl", options={}, created_by=ops)
+    assert same.pk == export.pk and not building  # its job is still queued
+    Export.objects.filter(pk=export.pk).update(state="failed", error="disk full")
+    again, building = export_request(version=version, fmt="jsonl", options={}, created_by=ops)
+    assert again.pk == export.pk and building and again.state == "queued" and again.error == ""
+    assert again.job_id != export.job_id
+    Job.objects.filter(pk=again.job_id).update(state="cancelled")
+    third, building = export_request(version=version, fmt="jsonl", options={}, created_by=ops)
+    assert building and third.job_id not in (export.job_id, again.job_id)
