@@ -1,0 +1,381 @@
+"""Consensus labels from several annotators: pure functions, no database.
+
+Classification:
+- `majority_vote`: the most chosen class; confidence = its vote share. Ties go to the
+  class chosen most often in the whole project, then to the first in `labels` order
+  (by default the order of first appearance).
+- `dawid_skene`: the EM estimate of Dawid & Skene (1979), "Maximum likelihood
+  estimation of observer error-rates using the EM algorithm". Each annotator has a
+  confusion matrix pi[a, true, given]; the classes have a prior. Initialised from the
+  soft majority vote (each item's vote shares as its class posterior), then
+  M-step (prior and confusion matrices from the posteriors, with a small pseudo-count so
+  that a class an annotator never gave keeps a nonzero probability) and E-step
+  (posterior of each item's class, in log space) alternate until no posterior moves by
+  more than `tol`. Vectorised: every step is a handful of numpy bincounts over the
+  ratings, O(ratings x classes). Confidence = posterior of the chosen class.
+  Implemented here rather than taken from crowd-kit (1.4.2 installs transformers,
+  nltk and scikit-learn, ~780 MB in a fresh venv, and `import crowdkit.aggregation`
+  takes ~3 s on the 2-core reference machine).
+
+Boxes: `box_consensus` clusters the annotators' boxes of one image by IoU (an annotator
+adds at most one box to a cluster) and fuses each cluster by weighted box fusion
+(Solovyev et al. 2021, "Weighted boxes fusion", as the ensemble-boxes package does
+with every score 1 or the annotator weight): the fused box is the weight-averaged
+corner coordinates of its members. IoU does not depend on scale, so pixel coordinates
+are used directly (ensemble-boxes needs [0, 1] coordinates only for its own reasons).
+
+Spans: `span_consensus` keeps, per label, the characters that more than half of the
+annotators put in a span of that label; contiguous runs become spans, split where more
+than half of the annotators start a new span (two adjacent entities stay two).
+
+`items_for_review` lists the items whose consensus confidence is below a threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from labeling.quality.agreement import (
+    EncodedRatings,
+    Rating,
+    Region,
+    box_iou_matrix,
+    ratings_encode,
+    region_label,
+)
+
+# --------------------------------------------------------------------------------------
+# Classification
+
+
+@dataclass(frozen=True)
+class ClassConsensus:
+    """One consensus label per item: `label[i]` (an index into `labels`) and
+    `confidence[i]` in [0, 1], aligned with `items`."""
+
+    items: tuple[Hashable, ...]
+    labels: tuple[Hashable, ...]
+    label: np.ndarray
+    confidence: np.ndarray
+
+    def as_dict(self) -> dict[Hashable, tuple[Hashable, float]]:
+        """Return {item: (label, confidence)}."""
+        labels = self.labels
+        return {
+            item: (labels[k], c)
+            for item, k, c in zip(
+                self.items, self.label.tolist(), self.confidence.tolist(), strict=True
+            )
+        }
+
+
+def _encode(
+    ratings: Sequence[Rating] | EncodedRatings, labels: Sequence[Hashable] | None
+) -> EncodedRatings:
+    if isinstance(ratings, EncodedRatings):
+        return ratings
+    return ratings_encode(ratings, labels=labels)
+
+
+def majority_vote(
+    *, ratings: Sequence[Rating] | EncodedRatings, labels: Sequence[Hashable] | None = None
+) -> ClassConsensus:
+    """Return the majority label of each item with its vote share as confidence.
+
+    Ties go to the class with more ratings in the whole project, then to the earlier
+    class in `labels` (or order of first appearance). Pure, deterministic, vectorised.
+    Raises ValueError on a repeated (item, annotator).
+    """
+    encoded = _encode(ratings, labels)
+    counts = encoded.counts()
+    n_labels = counts.shape[1]
+    totals = counts.sum(axis=0)
+    # rank[c]: n_labels - 1 for the most frequent class ... 0 for the least; stable sort
+    # keeps `labels` order among classes with equal totals.
+    order = np.argsort(-totals, kind="stable")
+    rank = np.empty(n_labels, dtype=np.int64)
+    rank[order] = np.arange(n_labels - 1, -1, -1)
+    label = np.argmax(counts.astype(np.int64) * (n_labels + 1) + rank, axis=1)
+    votes = counts.sum(axis=1)
+    confidence = counts[np.arange(len(label)), label] / np.maximum(votes, 1)
+    return ClassConsensus(encoded.items, encoded.labels, label, confidence.astype(np.float64))
+
+
+@dataclass(frozen=True)
+class DawidSkene(ClassConsensus):
+    """Dawid-Skene consensus plus what EM learnt about the annotators.
+
+    `posterior[i, k]`: P(item i is class k); `prior[k]`; `confusion[a, k, l]`:
+    P(annotator a says l | true class k), rows sum to 1, indexed by `annotators`;
+    `accuracy[a]` = sum_k prior[k] * confusion[a, k, k] (the chance the annotator is right
+    on an item drawn from the estimated class prior).
+    """
+
+    posterior: np.ndarray
+    prior: np.ndarray
+    annotators: tuple[Hashable, ...]
+    confusion: np.ndarray
+    accuracy: np.ndarray
+    iterations: int
+    converged: bool
+
+
+def _soft_votes(encoded: EncodedRatings) -> np.ndarray:
+    counts = encoded.counts().astype(np.float64)
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+
+
+def dawid_skene(
+    *,
+    ratings: Sequence[Rating] | EncodedRatings,
+    labels: Sequence[Hashable] | None = None,
+    max_iter: int = 500,
+    tol: float = 1e-5,
+    pseudo_count: float = 0.01,
+) -> DawidSkene:
+    """Return the Dawid-Skene consensus of classification ratings (see module doc).
+
+    Deterministic (no random start). `pseudo_count` is added to every confusion-matrix
+    cell and class count before normalising. Stops after `max_iter` iterations even if
+    not converged (`converged` says which). Raises ValueError on a repeated
+    (item, annotator) or bad arguments.
+    """
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
+    if pseudo_count < 0:
+        raise ValueError(f"pseudo_count must not be negative, got {pseudo_count}")
+    encoded = _encode(ratings, labels)
+    n_items, n_ann, n_lab = len(encoded.items), len(encoded.annotators), len(encoded.labels)
+    item, ann, given = encoded.item, encoded.annotator, encoded.label
+    ann_given = ann * n_lab + given
+    posterior = _soft_votes(encoded)
+    prior = np.full(n_lab, 1.0 / max(n_lab, 1))
+    confusion = np.zeros((n_ann, n_lab, n_lab))
+    converged = False
+    iterations = 0
+    for iterations in range(1, max_iter + 1):  # noqa: B007 (reported after the loop)
+        # M-step: prior and each annotator's confusion matrix from the posteriors.
+        class_mass = posterior.sum(axis=0) + pseudo_count
+        prior = class_mass / class_mass.sum()
+        weights = posterior[item]  # ratings x classes
+        for k in range(n_lab):
+            confusion[:, k, :] = np.bincount(
+                ann_given, weights=weights[:, k], minlength=n_ann * n_lab
+            ).reshape(n_ann, n_lab)
+        confusion += pseudo_count
+        confusion /= confusion.sum(axis=2, keepdims=True)
+        # E-step: log P(class k) + sum over the item's ratings of log pi[a, k, given].
+        log_conf = np.log(confusion)
+        log_post = np.empty((n_items, n_lab))
+        for k in range(n_lab):
+            log_post[:, k] = np.bincount(item, weights=log_conf[ann, k, given], minlength=n_items)
+        log_post += np.log(prior)
+        log_post -= log_post.max(axis=1, keepdims=True)
+        new = np.exp(log_post)
+        new /= new.sum(axis=1, keepdims=True)
+        change = float(np.abs(new - posterior).max()) if n_items else 0.0
+        posterior = new
+        if change < tol:
+            converged = True
+            break
+    label = np.argmax(posterior, axis=1)
+    confidence = posterior[np.arange(n_items), label]
+    accuracy = np.einsum("k,akk->a", prior, confusion)
+    return DawidSkene(
+        items=encoded.items,
+        labels=encoded.labels,
+        label=label,
+        confidence=confidence,
+        posterior=posterior,
+        prior=prior,
+        annotators=encoded.annotators,
+        confusion=confusion.copy(),
+        accuracy=accuracy,
+        iterations=iterations,
+        converged=converged,
+    )
+
+
+def items_for_review(
+    *, items: Sequence[Hashable], confidence: Sequence[float] | np.ndarray, threshold: float
+) -> list[Hashable]:
+    """Return the items whose confidence is below `threshold`, least confident first
+    (ties in the given order). NaN confidence counts as below any threshold."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    if len(conf) != len(items):
+        raise ValueError(f"{len(items)} items but {len(conf)} confidences")
+    conf = np.where(np.isnan(conf), -np.inf, conf)
+    low = np.flatnonzero(conf < threshold)
+    low = low[np.argsort(conf[low], kind="stable")]
+    return [items[i] for i in low.tolist()]
+
+
+# --------------------------------------------------------------------------------------
+# Boxes
+
+
+@dataclass(frozen=True)
+class FusedBox:
+    """One consensus box: a rectanglelabels region (no id), the share of annotator
+    weight that drew it (`confidence`) and which annotators did (`members`, indexes
+    into the annotations list)."""
+
+    region: Region
+    confidence: float
+    members: tuple[int, ...]
+
+
+def box_consensus(
+    annotations: Sequence[Sequence[Region]],
+    *,
+    iou_threshold: float = 0.5,
+    min_share: float = 0.5,
+    weights: Sequence[float] | None = None,
+) -> list[FusedBox]:
+    """Return the fused boxes of one image annotated by several annotators.
+
+    `annotations[j]` is annotator j's list of rectanglelabels regions (an empty list
+    counts: that annotator saw nothing). Boxes are visited annotator by annotator in
+    region order; each joins the cluster of the same label whose fused box has the
+    highest IoU >= iou_threshold and no box from that annotator yet, else starts a new
+    cluster; the fused box is the weight-averaged [x1, y1, x2, y2] of its members.
+    A cluster is kept when its weight share is > min_share (default: drawn by a
+    majority); confidence = that share. Output is sorted by label, then y, then x.
+    Deterministic; raises ValueError on a non-box region or bad weights.
+    """
+    n = len(annotations)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if len(w) != n or (w < 0).any() or (n and w.sum() <= 0):
+        raise ValueError("weights must give one non-negative weight per annotation, not all 0")
+    total = float(w.sum()) if n else 1.0
+    # Per label: fused boxes (rows of [x1, y1, x2, y2]) and the members of each cluster.
+    fused: dict[str, list[np.ndarray]] = {}
+    members: dict[str, list[list[tuple[int, np.ndarray]]]] = {}
+    for j, regions in enumerate(annotations):
+        for r in regions:
+            if r.get("type") != "rectanglelabels":
+                raise ValueError(
+                    f"annotations[{j}]: box consensus needs rectanglelabels regions, got {r.get('type')!r}"
+                )
+            v = r["value"]
+            box = np.array([v["x"], v["y"], v["x"] + v["width"], v["y"] + v["height"]], float)
+            label = region_label(r)
+            boxes = fused.setdefault(label, [])
+            clusters = members.setdefault(label, [])
+            best = -1
+            if boxes:
+                iou = box_iou_matrix(box[None, :], np.array(boxes))[0]
+                for c, taken in enumerate(clusters):
+                    if any(m == j for m, _ in taken):
+                        iou[c] = -1.0
+                c = int(np.argmax(iou))
+                if iou[c] >= iou_threshold - 1e-12 and iou[c] > 0:
+                    best = c
+            if best < 0:
+                boxes.append(box)
+                clusters.append([(j, box)])
+            else:
+                clusters[best].append((j, box))
+                mw = np.array([w[m] for m, _ in clusters[best]])
+                mb = np.array([b for _, b in clusters[best]])
+                boxes[best] = (
+                    (mw[:, None] * mb).sum(axis=0) / mw.sum() if mw.sum() > 0 else mb.mean(axis=0)
+                )
+    out: list[FusedBox] = []
+    for label in fused:
+        for box, taken in zip(fused[label], members[label], strict=True):
+            share = float(sum(w[m] for m, _ in taken) / total)
+            if share <= min_share:
+                continue
+            x1, y1, x2, y2 = (float(c) for c in box)
+            region = {
+                "type": "rectanglelabels",
+                "value": {
+                    "x": x1,
+                    "y": y1,
+                    "width": x2 - x1,
+                    "height": y2 - y1,
+                    "rectanglelabels": [label],
+                },
+            }
+            out.append(FusedBox(region, share, tuple(sorted(m for m, _ in taken))))
+    out.sort(key=lambda f: (region_label(f.region), f.region["value"]["y"], f.region["value"]["x"]))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Spans
+
+
+@dataclass(frozen=True)
+class ConsensusSpan:
+    """One consensus span: a `labels` region (no id) and its confidence, the mean share
+    of annotators that put each of its characters in a span of its label."""
+
+    region: Region
+    confidence: float
+
+
+def span_consensus(
+    annotations: Sequence[Sequence[Region]], *, text: str | None = None
+) -> list[ConsensusSpan]:
+    """Return the majority spans of one text annotated by several annotators.
+
+    A character is in a consensus span of label L when more than half of the
+    annotators (len(annotations), empty annotations included) cover it with an L span
+    (an annotator's overlapping spans count once). Contiguous runs of such characters
+    become spans, split at a position where more than half of the annotators start an
+    L span while also covering the character before it. `text`, when given, fills each
+    span's "text". Sorted by start, then label. Raises ValueError on a non-span region.
+    """
+    n = len(annotations)
+    if n == 0:
+        return []
+    by_label: dict[str, list[tuple[int, int, int]]] = {}
+    length = 0
+    for j, regions in enumerate(annotations):
+        for r in regions:
+            if r.get("type") != "labels":
+                raise ValueError(
+                    f"annotations[{j}]: span consensus needs labels regions, got {r.get('type')!r}"
+                )
+            v = r["value"]
+            by_label.setdefault(region_label(r), []).append((j, int(v["start"]), int(v["end"])))
+            length = max(length, int(v["end"]))
+    out: list[ConsensusSpan] = []
+    for label, spans in by_label.items():
+        arr = np.array(spans, dtype=np.int64)
+        # coverage[j, p]: annotator j covers character p with an L span (union).
+        diff = np.zeros((n, length + 1), dtype=np.int64)
+        np.add.at(diff, (arr[:, 0], arr[:, 1]), 1)
+        np.add.at(diff, (arr[:, 0], arr[:, 2]), -1)
+        coverage = np.cumsum(diff, axis=1)[:, :length] > 0
+        starts = np.zeros((n, length), dtype=bool)
+        starts[arr[:, 0], arr[:, 1]] = True
+        votes = coverage.sum(axis=0)
+        inside = votes * 2 > n
+        # A boundary: a majority starts a span at p and covered p - 1 too.
+        split = np.zeros(length, dtype=bool)
+        split[1:] = (starts[:, 1:] & coverage[:, :-1]).sum(axis=0) * 2 > n
+        edges = np.diff(np.concatenate(([False], inside, [False])).astype(np.int8))
+        run_starts = np.flatnonzero(edges == 1)
+        run_ends = np.flatnonzero(edges == -1)
+        for s, e in zip(run_starts.tolist(), run_ends.tolist(), strict=True):
+            cuts = [s, *(p for p in np.flatnonzero(split[s + 1 : e]) + s + 1), e]
+            for a, b in zip(cuts[:-1], cuts[1:], strict=False):
+                value: dict[str, Any] = {"start": int(a), "end": int(b)}
+                if text is not None:
+                    value["text"] = text[a:b]
+                value["labels"] = [label]
+                out.append(
+                    ConsensusSpan(
+                        region={"type": "labels", "value": value},
+                        confidence=float(votes[a:b].mean() / n),
+                    )
+                )
+    out.sort(key=lambda s: (s.region["value"]["start"], region_label(s.region)))
+    return out
