@@ -43,7 +43,6 @@ from labeling.quality.agreement import (
     EncodedRatings,
     Rating,
     Region,
-    box_iou_matrix,
     ratings_encode,
     region_label,
 )
@@ -229,6 +228,36 @@ class FusedBox:
     members: tuple[int, ...]
 
 
+class _Cluster:
+    """Boxes of one object: weighted and plain sums of the corners, and who drew them.
+
+    The fused box is the weighted mean of the corners, or the plain mean while every
+    member has weight 0 (so a zero-weight annotator's box is still a box).
+    """
+
+    __slots__ = ("members", "weighted", "plain", "weight")
+
+    def __init__(self) -> None:
+        self.members: list[int] = []
+        self.weighted = [0.0, 0.0, 0.0, 0.0]
+        self.plain = [0.0, 0.0, 0.0, 0.0]
+        self.weight = 0.0
+
+    def add(self, member: int, weight: float, *corners: float) -> None:
+        self.members.append(member)
+        self.weight += weight
+        for k, c in enumerate(corners):
+            self.weighted[k] += weight * c
+            self.plain[k] += c
+
+    def box(self) -> tuple[float, float, float, float]:
+        if self.weight > 0:
+            s, w = self.weighted, self.weight
+        else:
+            s, w = self.plain, float(len(self.members))
+        return (s[0] / w, s[1] / w, s[2] / w, s[3] / w)
+
+
 def box_consensus(
     annotations: Sequence[Sequence[Region]],
     *,
@@ -252,9 +281,10 @@ def box_consensus(
     if len(w) != n or (w < 0).any() or (n and w.sum() <= 0):
         raise ValueError("weights must give one non-negative weight per annotation, not all 0")
     total = float(w.sum()) if n else 1.0
-    # Per label: fused boxes (rows of [x1, y1, x2, y2]) and the members of each cluster.
-    fused: dict[str, list[np.ndarray]] = {}
-    members: dict[str, list[list[tuple[int, np.ndarray]]]] = {}
+    weight = w.tolist()
+    # Per label, the clusters in creation order. Plain floats: an image has a handful of
+    # boxes, where numpy's per-call overhead would cost more than the arithmetic.
+    clusters: dict[str, list[_Cluster]] = {}
     for j, regions in enumerate(annotations):
         for r in regions:
             if r.get("type") != "rectanglelabels":
@@ -262,36 +292,34 @@ def box_consensus(
                     f"annotations[{j}]: box consensus needs rectanglelabels regions, got {r.get('type')!r}"
                 )
             v = r["value"]
-            box = np.array([v["x"], v["y"], v["x"] + v["width"], v["y"] + v["height"]], float)
-            label = region_label(r)
-            boxes = fused.setdefault(label, [])
-            clusters = members.setdefault(label, [])
-            best = -1
-            if boxes:
-                iou = box_iou_matrix(box[None, :], np.array(boxes))[0]
-                for c, taken in enumerate(clusters):
-                    if any(m == j for m, _ in taken):
-                        iou[c] = -1.0
-                c = int(np.argmax(iou))
-                if iou[c] >= iou_threshold - 1e-12 and iou[c] > 0:
-                    best = c
-            if best < 0:
-                boxes.append(box)
-                clusters.append([(j, box)])
-            else:
-                clusters[best].append((j, box))
-                mw = np.array([w[m] for m, _ in clusters[best]])
-                mb = np.array([b for _, b in clusters[best]])
-                boxes[best] = (
-                    (mw[:, None] * mb).sum(axis=0) / mw.sum() if mw.sum() > 0 else mb.mean(axis=0)
-                )
+            x1, y1 = float(v["x"]), float(v["y"])
+            x2, y2 = x1 + float(v["width"]), y1 + float(v["height"])
+            area = (x2 - x1) * (y2 - y1)
+            candidates = clusters.setdefault(region_label(r), [])
+            best, best_iou = None, 0.0
+            for cluster in candidates:
+                if j in cluster.members:
+                    continue
+                fx1, fy1, fx2, fy2 = cluster.box()
+                iw = min(x2, fx2) - max(x1, fx1)
+                ih = min(y2, fy2) - max(y1, fy1)
+                if iw <= 0 or ih <= 0:
+                    continue
+                inter = iw * ih
+                iou = inter / (area + (fx2 - fx1) * (fy2 - fy1) - inter)
+                if iou > best_iou:  # strict: the first of equal clusters wins
+                    best, best_iou = cluster, iou
+            if best is None or best_iou < iou_threshold - 1e-12:
+                best = _Cluster()
+                candidates.append(best)
+            best.add(j, weight[j], x1, y1, x2, y2)
     out: list[FusedBox] = []
-    for label in fused:
-        for box, taken in zip(fused[label], members[label], strict=True):
-            share = float(sum(w[m] for m, _ in taken) / total)
+    for label, candidates in clusters.items():
+        for cluster in candidates:
+            share = sum(weight[m] for m in cluster.members) / total
             if share <= min_share:
                 continue
-            x1, y1, x2, y2 = (float(c) for c in box)
+            x1, y1, x2, y2 = cluster.box()
             region = {
                 "type": "rectanglelabels",
                 "value": {
@@ -302,7 +330,7 @@ def box_consensus(
                     "rectanglelabels": [label],
                 },
             }
-            out.append(FusedBox(region, share, tuple(sorted(m for m, _ in taken))))
+            out.append(FusedBox(region, share, tuple(sorted(cluster.members))))
     out.sort(key=lambda f: (region_label(f.region), f.region["value"]["y"], f.region["value"]["x"]))
     return out
 

@@ -281,3 +281,25 @@ def test_pairwise_f1_per_item_pair_and_project():
     overlap = pairwise_f1(annotations=spans, score=functools.partial(span_f1, mode="overlap"))
     assert exact.overall == pytest.approx(0.5)
     assert overlap.overall == 1.0
+
+
+def test_region_f1_plain_python_and_numpy_paths_agree(monkeypatch):
+    rng = np.random.default_rng(42)
+    cases = []
+    for _ in range(200):
+        n_a, n_b = rng.integers(0, 6, size=2)
+        a = [
+            box(*rng.uniform(0, 50, 2), *rng.uniform(5, 30, 2), rng.choice(["car", "bus"]))
+            for _ in range(n_a)
+        ]
+        b = [
+            box(*rng.uniform(0, 50, 2), *rng.uniform(5, 30, 2), rng.choice(["car", "bus"]))
+            for _ in range(n_b)
+        ]
+        cases.append((a, b))
+    small = [region_f1(a, b, iou_threshold=0.3) for a, b in cases]
+    monkeypatch.setattr("labeling.quality.agreement.SMALL_PAIRS", -1)
+    large = [region_f1(a, b, iou_threshold=0.3) for a, b in cases]
+    assert small == large
+    assert sum(f.tp for f in small) > 20
+    assert any(len(f.matches) > 1 for f in small)
