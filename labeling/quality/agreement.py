@@ -17,8 +17,9 @@ few dozen classes, which is why alpha is the closed form for nominal data here.
 Regions (labeling.results shape, image pixels): `region_f1` matches two annotators'
 boxes/polygons one-to-one with the Hungarian algorithm (scipy's linear_sum_assignment)
 maximising the summed IoU over pairs of the same label with IoU >= the threshold. Box
-IoU is computed in numpy; polygons (and boxes compared with polygons) use shapely,
-with invalid (self-crossing) polygons repaired by `shapely.make_valid`.
+IoU is computed in plain Python for the few boxes of a typical image (SMALL_PAIRS) and
+in numpy beyond; polygons (and boxes compared with polygons) use shapely, with invalid
+(self-crossing) polygons repaired by `shapely.make_valid`.
 
 Spans (character offsets, `[start, end)`): `span_f1` in "exact" mode counts a span as
 found when the other side has the same label and the same bounds; in "overlap" mode

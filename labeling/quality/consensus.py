@@ -90,6 +90,8 @@ def majority_vote(
     Raises ValueError on a repeated (item, annotator).
     """
     encoded = _encode(ratings, labels)
+    if not encoded.items:
+        return ClassConsensus((), encoded.labels, np.zeros(0, np.int64), np.zeros(0))
     counts = encoded.counts()
     n_labels = counts.shape[1]
     totals = counts.sum(axis=0)
@@ -149,6 +151,20 @@ def dawid_skene(
         raise ValueError(f"pseudo_count must not be negative, got {pseudo_count}")
     encoded = _encode(ratings, labels)
     n_items, n_ann, n_lab = len(encoded.items), len(encoded.annotators), len(encoded.labels)
+    if not n_items:
+        return DawidSkene(
+            items=(),
+            labels=encoded.labels,
+            label=np.zeros(0, np.int64),
+            confidence=np.zeros(0),
+            posterior=np.zeros((0, n_lab)),
+            prior=np.full(n_lab, 1.0 / n_lab) if n_lab else np.zeros(0),
+            annotators=(),
+            confusion=np.zeros((0, n_lab, n_lab)),
+            accuracy=np.zeros(0),
+            iterations=0,
+            converged=True,
+        )
     item, ann, given = encoded.item, encoded.annotator, encoded.label
     ann_given = ann * n_lab + given
     posterior = _soft_votes(encoded)

@@ -258,3 +258,12 @@ def test_span_consensus_keeps_adjacent_entities_apart_and_counts_empty_annotatio
     # Two of four annotators is not more than half.
     assert span_consensus([[span(0, 5)], [span(0, 5)], [], []]) == []
     assert span_consensus([]) == []
+
+
+def test_no_ratings_give_empty_results_not_errors():
+    assert majority_vote(ratings=[]).items == ()
+    ds = dawid_skene(ratings=[], labels=["x", "y"])
+    assert ds.items == () and ds.posterior.shape == (0, 2) and ds.converged
+    assert items_for_review(items=[], confidence=[], threshold=0.5) == []
+    assert box_consensus([]) == []
+    assert box_consensus([[], []]) == []
