@@ -79,8 +79,8 @@ def ratings_encode(
     """Return the ratings as integer codes (see EncodedRatings).
 
     `labels`, when given, fixes the class order (classes nobody chose keep a column).
-    Raises ValueError when an annotator rated the same item twice or a label is not in
-    `labels`.
+    Raises ValueError when an annotator rated the same item twice, a key is None/NaN or
+    a label is not in `labels`.
     """
     frame = pd.DataFrame.from_records(
         list(ratings), columns=["item", "annotator", "label"], coerce_float=False
@@ -98,6 +98,16 @@ def ratings_encode(
             raise ValueError(
                 f"ratings[{row}]: label {frame['label'].iloc[row]!r} is not one of the labels"
             )
+    for name, codes in (
+        ("item", item_codes),
+        ("annotator", annotator_codes),
+        ("label", label_codes),
+    ):
+        # pandas codes a missing key (None, NaN) as -1.
+        if labels is None or name != "label":
+            missing = np.flatnonzero(np.asarray(codes) < 0)
+            if len(missing):
+                raise ValueError(f"ratings[{int(missing[0])}]: the {name} is missing")
     pair = item_codes.astype(np.int64) * max(len(annotators), 1) + annotator_codes
     if len(pair) and len(np.unique(pair)) != len(pair):
         _, first, counts = np.unique(pair, return_index=True, return_counts=True)

@@ -135,6 +135,10 @@ def test_a_repeated_rating_and_an_unknown_label_are_refused():
         )
     with pytest.raises(ValueError, match=r"ratings\[1\]: label 'cow' is not one of the labels"):
         classification_agreement(ratings=[("i1", "a", "cat"), ("i1", "b", "cow")], labels=LABELS)
+    with pytest.raises(ValueError, match=r"ratings\[1\]: the label is missing"):
+        classification_agreement(ratings=[("i1", "a", "cat"), ("i1", "b", None)])
+    with pytest.raises(ValueError, match=r"ratings\[0\]: the annotator is missing"):
+        classification_agreement(ratings=[("i1", None, "cat")])
 
 
 # -- regions -------------------------------------------------------------------------
