@@ -351,6 +351,15 @@ def test_seed_demo_makes_a_box_and_an_entity_project_to_label_once(settings, tmp
     assert Task.objects.filter(project=boxes).count() == boxes.dataset.item_count == 8
     assert Task.objects.filter(project=entities).count() == entities.dataset.item_count == 8
     assert Prediction.objects.filter(project=boxes).count() == 2
+    from datasets.models import Version
+
+    version = Version.objects.get(dataset=boxes.dataset)  # the second run made no other
+    assert version.labelled_count == 3 and set(version.class_counts) == {
+        "car",
+        "person",
+        "traffic sign",
+    }
+    assert version.checks_passed is False  # five scenes are still unlabelled
     for project in (boxes, entities):
         members = dict(project.memberships.values_list("user__username", "role"))
         assert members == {

@@ -18,11 +18,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from PIL import Image, ImageDraw
 
-from datasets.models import Dataset
+from datasets.models import Dataset, Version
 from datasets.services.assets import asset_blob_put, asset_inspect, assets_record
 from datasets.services.datasets import dataset_counters_add, dataset_create
 from datasets.services.items import ItemRow, items_add
+from datasets.services.labels import label_publish
+from datasets.services.parquet import version_parquet_write
 from datasets.services.thumbnails import thumbnails_submit
+from datasets.services.versions import SnapshotRequest, version_snapshot
 from labeling import roles
 from labeling.models import Project
 from labeling.services.predictions import predictions_import
@@ -118,6 +121,58 @@ def demo_scene_png(seed: int, size: tuple[int, int] = DEMO_IMAGE_SIZE) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# The last scenes get ground truth (the boxes the scene was drawn with) and the dataset a
+# first version, so the Versions tab and its Export panel have something to show.
+DEMO_GROUND_TRUTH = 3
+
+
+def demo_scene_boxes(seed: int, size: tuple[int, int] = DEMO_IMAGE_SIZE) -> list[dict[str, Any]]:
+    """The boxes of what demo_scene_png(seed) draws (car with its wheels, person, sign)."""
+    _, height = size
+    horizon = int(height * 0.55)
+    shift = seed * 37 % 160
+    person_x = 420 - seed * 23 % 90
+    boxes = [
+        ("car", 40 + shift, horizon - 20, 210, 120),
+        ("person", person_x - 2, 140, 44, 190),
+    ]
+    if seed % 2 == 0:
+        boxes.append(("traffic sign", 535, 112, 56, horizon + 20 - 112))
+    return [
+        {
+            "id": f"r{n}",
+            "type": "rectanglelabels",
+            "value": {"x": x, "y": y, "width": w, "height": h, "rectanglelabels": [name]},
+            "attributes": {"occluded": False},
+        }
+        for n, (name, x, y, w, h) in enumerate(boxes, start=1)
+    ]
+
+
+def _demo_version(*, images: Any, boxes: Project, owner: Any, item_ids: list[int]) -> Version:
+    """Publish the ground truth of the last scenes and snapshot the dataset (the same
+    version again when nothing changed)."""
+    schema_hash = boxes.schema_revision.schema_hash
+    first = len(item_ids) - DEMO_GROUND_TRUTH
+    for seed, item_id in enumerate(item_ids[first:], start=first):
+        label_publish(
+            item=item_id,
+            value=demo_scene_boxes(seed),
+            schema_hash=schema_hash,
+            source="seed_demo",
+            provenance={"note": "the boxes the scene was drawn with"},
+        )
+    version, _ = version_snapshot(
+        dataset=images,
+        request=SnapshotRequest(
+            code_commit="none", code_repo="", message="Demo: ground truth of three scenes"
+        ),
+        created_by_id=owner.pk,
+    )
+    version_parquet_write(version)  # as the snapshot job does
+    return version
 
 
 def _dataset_ensure(*, owner: Any, name: str, kind: str, description: str) -> Any:
@@ -222,6 +277,7 @@ def demo_data_ensure() -> list[str]:
         instructions=DEMO_BOX_INSTRUCTIONS,
     )
     _box_predictions(boxes, image_ids)
+    version = _demo_version(images=images, boxes=boxes, owner=owner, item_ids=image_ids)
     texts = _dataset_ensure(
         owner=owner,
         name="Demo news snippets",
@@ -242,6 +298,8 @@ def demo_data_ensure() -> list[str]:
     texts.refresh_from_db()
     return [
         f"{images.name} ({images.item_count} images) -> project {boxes.name!r} (/projects/{boxes.pk}/)",
+        f"{images.name}: version {version.pk[:12]} with {version.labelled_count} labelled "
+        f"(/datasets/{images.pk}/versions/{version.pk})",
         f"{texts.name} ({texts.item_count} texts) -> project {entities.name!r} "
         f"(/projects/{entities.pk}/)",
     ]
