@@ -26,13 +26,15 @@ are used directly (ensemble-boxes needs [0, 1] coordinates only for its own reas
 
 Spans: `span_consensus` keeps, per label, the characters that more than half of the
 annotators put in a span of that label; contiguous runs become spans, split where more
-than half of the annotators start a new span (two adjacent entities stay two).
+than half of the annotators start a new span (two adjacent entities stay two). It
+sweeps over span boundaries, so a long text costs no more than a short one.
 
 `items_for_review` lists the items whose consensus confidence is below a threshold.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -379,8 +381,8 @@ def span_consensus(
     n = len(annotations)
     if n == 0:
         return []
-    by_label: dict[str, list[tuple[int, int, int]]] = {}
-    length = 0
+    # label -> annotator -> [(start, end)]
+    by_label: dict[str, dict[int, list[tuple[int, int]]]] = {}
     for j, regions in enumerate(annotations):
         for r in regions:
             if r.get("type") != "labels":
@@ -388,38 +390,70 @@ def span_consensus(
                     f"annotations[{j}]: span consensus needs labels regions, got {r.get('type')!r}"
                 )
             v = r["value"]
-            by_label.setdefault(region_label(r), []).append((j, int(v["start"]), int(v["end"])))
-            length = max(length, int(v["end"]))
+            by_label.setdefault(region_label(r), {}).setdefault(j, []).append(
+                (int(v["start"]), int(v["end"]))
+            )
     out: list[ConsensusSpan] = []
-    for label, spans in by_label.items():
-        arr = np.array(spans, dtype=np.int64)
-        # coverage[j, p]: annotator j covers character p with an L span (union).
-        diff = np.zeros((n, length + 1), dtype=np.int64)
-        np.add.at(diff, (arr[:, 0], arr[:, 1]), 1)
-        np.add.at(diff, (arr[:, 0], arr[:, 2]), -1)
-        coverage = np.cumsum(diff, axis=1)[:, :length] > 0
-        starts = np.zeros((n, length), dtype=bool)
-        starts[arr[:, 0], arr[:, 1]] = True
-        votes = coverage.sum(axis=0)
-        inside = votes * 2 > n
-        # A boundary: a majority starts a span at p and covered p - 1 too.
-        split = np.zeros(length, dtype=bool)
-        split[1:] = (starts[:, 1:] & coverage[:, :-1]).sum(axis=0) * 2 > n
-        edges = np.diff(np.concatenate(([False], inside, [False])).astype(np.int8))
-        run_starts = np.flatnonzero(edges == 1)
-        run_ends = np.flatnonzero(edges == -1)
-        for s, e in zip(run_starts.tolist(), run_ends.tolist(), strict=True):
-            cuts = [s, *(p for p in np.flatnonzero(split[s + 1 : e]) + s + 1), e]
-            for a, b in zip(cuts[:-1], cuts[1:], strict=False):
-                value: dict[str, Any] = {"start": int(a), "end": int(b)}
-                if text is not None:
-                    value["text"] = text[a:b]
-                value["labels"] = [label]
-                out.append(
-                    ConsensusSpan(
-                        region={"type": "labels", "value": value},
-                        confidence=float(votes[a:b].mean() / n),
-                    )
+    for label, spans_of in by_label.items():
+        for start, end, votes in _majority_runs(spans_of, n):
+            value: dict[str, Any] = {"start": start, "end": end}
+            if text is not None:
+                value["text"] = text[start:end]
+            value["labels"] = [label]
+            out.append(
+                ConsensusSpan(
+                    region={"type": "labels", "value": value},
+                    confidence=votes / ((end - start) * n),
                 )
+            )
     out.sort(key=lambda s: (s.region["value"]["start"], region_label(s.region)))
     return out
+
+
+def _majority_runs(
+    spans_of: dict[int, list[tuple[int, int]]], n: int
+) -> list[tuple[int, int, int]]:
+    """Return (start, end, character votes) of the majority runs of one label.
+
+    A sweep over span boundaries, so the cost depends on the number of spans, not on
+    the length of the text. `character votes` sums, over the run's characters, how many
+    annotators cover each.
+    """
+    delta: dict[int, int] = {}  # coverage change at a position
+    split_votes: dict[int, int] = {}
+    for spans in spans_of.values():
+        spans.sort()
+        merged: list[list[int]] = []  # the annotator's union; touching spans stay apart
+        for s, e in spans:
+            if merged and s < merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        starts = [m[0] for m in merged]
+        splits = set()
+        for s, _ in spans:
+            # A start where the annotator also covers the character before: a boundary.
+            k = bisect_right(starts, s - 1) - 1
+            if s > 0 and k >= 0 and merged[k][1] > s - 1:
+                splits.add(s)
+        for s, e in merged:
+            delta[s] = delta.get(s, 0) + 1
+            delta[e] = delta.get(e, 0) - 1
+        for p in splits:
+            split_votes[p] = split_votes.get(p, 0) + 1
+    cuts = {p for p, v in split_votes.items() if 2 * v > n}
+    points = sorted(delta.keys() | cuts)
+    runs: list[tuple[int, int, int]] = []
+    count = 0
+    run_start: int | None = None
+    run_votes = 0
+    for here, following in zip(points, [*points[1:], None], strict=True):
+        count += delta.get(here, 0)
+        if run_start is not None and (2 * count <= n or here in cuts):
+            runs.append((run_start, here, run_votes))
+            run_start = None
+        if run_start is None and 2 * count > n:
+            run_start, run_votes = here, 0
+        if run_start is not None and following is not None:
+            run_votes += count * (following - here)
+    return runs

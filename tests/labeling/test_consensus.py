@@ -267,3 +267,63 @@ def test_no_ratings_give_empty_results_not_errors():
     assert items_for_review(items=[], confidence=[], threshold=0.5) == []
     assert box_consensus([]) == []
     assert box_consensus([[], []]) == []
+
+
+def brute_force_span_consensus(annotations, length):
+    """The documented rule, character by character: the oracle for the boundary sweep."""
+    n = len(annotations)
+    out = []
+    labels = sorted({s["value"]["labels"][0] for spans in annotations for s in spans})
+    for label in labels:
+        cover = [[False] * length for _ in annotations]
+        starts = [[False] * length for _ in annotations]
+        for j, spans in enumerate(annotations):
+            for s in spans:
+                if s["value"]["labels"][0] != label:
+                    continue
+                starts[j][s["value"]["start"]] = True
+                for p in range(s["value"]["start"], s["value"]["end"]):
+                    cover[j][p] = True
+        votes = [sum(cover[j][p] for j in range(n)) for p in range(length)]
+        cut = [
+            p > 0 and 2 * sum(starts[j][p] and cover[j][p - 1] for j in range(n)) > n
+            for p in range(length)
+        ]
+        run = None
+        for p in range(length + 1):
+            inside = p < length and 2 * votes[p] > n
+            if run is not None and (not inside or cut[p]):
+                out.append((run, p, label, sum(votes[run:p]) / ((p - run) * n)))
+                run = None
+            if run is None and inside:
+                run = p
+    return sorted(out, key=lambda s: (s[0], s[2]))
+
+
+def test_span_consensus_equals_the_character_rule_on_random_annotations():
+    rng = np.random.default_rng(5)
+    checked = 0
+    for _ in range(300):
+        n = int(rng.integers(1, 6))
+        annotations = []
+        for _ in range(n):
+            spans = []
+            for _ in range(int(rng.integers(0, 5))):
+                start = int(rng.integers(0, 30))
+                spans.append(
+                    span(start, start + int(rng.integers(1, 8)), rng.choice(["PER", "ORG"]))
+                )
+            annotations.append(spans)
+        got = [
+            (
+                s.region["value"]["start"],
+                s.region["value"]["end"],
+                s.region["value"]["labels"][0],
+                pytest.approx(s.confidence),
+            )
+            for s in span_consensus(annotations)
+        ]
+        expected = brute_force_span_consensus(annotations, 40)
+        assert got == expected
+        checked += len(expected)
+    assert checked > 100
