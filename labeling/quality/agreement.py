@@ -475,6 +475,22 @@ def span_f1(
         raise ValueError(f"mode must be 'exact' or 'overlap', got {mode!r}")
     if not a or not b:
         return _f1(len(a), len(b), [])
+    if len(a) * len(b) <= SMALL_PAIRS:
+        spans_b = [(region_label(r), r["value"]["start"], r["value"]["end"]) for r in b]
+        edges: list[tuple[int, int, float]] = []
+        for i, r in enumerate(a):
+            label, start, end = region_label(r), r["value"]["start"], r["value"]["end"]
+            for j, (label_b, start_b, end_b) in enumerate(spans_b):
+                if label != label_b:
+                    continue
+                if mode == "exact":
+                    if start == start_b and end == end_b:
+                        edges.append((i, j, float(end - start)))
+                else:
+                    overlap = min(end, end_b) - max(start, start_b)
+                    if overlap > 0:
+                        edges.append((i, j, float(overlap)))
+        return _f1(len(a), len(b), _match_edges(edges, len(a), len(b)))
     sa = np.array([(r["value"]["start"], r["value"]["end"]) for r in a], dtype=np.int64)
     sb = np.array([(r["value"]["start"], r["value"]["end"]) for r in b], dtype=np.int64)
     la = np.array([region_label(r) for r in a], dtype=object)

@@ -307,3 +307,26 @@ def test_region_f1_plain_python_and_numpy_paths_agree(monkeypatch):
     assert small == large
     assert sum(f.tp for f in small) > 20
     assert any(len(f.matches) > 1 for f in small)
+
+
+def test_span_f1_plain_python_and_numpy_paths_agree(monkeypatch):
+    rng = np.random.default_rng(8)
+    cases = []
+    for _ in range(300):
+        sides = []
+        for _ in range(2):
+            spans = []
+            for _ in range(int(rng.integers(0, 6))):
+                start = int(rng.integers(0, 8))
+                spans.append(
+                    span(start, start + int(rng.integers(1, 4)), rng.choice(["PER", "ORG"]))
+                )
+            sides.append(spans)
+        cases.append(tuple(sides))
+    modes = ("exact", "overlap")
+    small = [span_f1(a, b, mode=m) for a, b in cases for m in modes]
+    monkeypatch.setattr("labeling.quality.agreement.SMALL_PAIRS", -1)
+    large = [span_f1(a, b, mode=m) for a, b in cases for m in modes]
+    assert small == large
+    assert sum(f.tp for f in small[0::2]) > 20
+    assert sum(f.tp for f in small[1::2]) > sum(f.tp for f in small[0::2])
