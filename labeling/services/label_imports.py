@@ -459,10 +459,12 @@ def _check_record(
     spool: IO[bytes],
 ) -> bool:
     """Validate one record; write it to the spool when valid, else add its problems."""
-    if record.problems:
-        for problem in record.problems:
-            problems.add(problem.row, problem.field, problem.reason)
+    for problem in record.problems:
+        problems.add(problem.row, problem.field, problem.reason)
+    if record.problems and (item is None or not record.regions):
         return False
+    # A record the reader already faulted is still checked against the schema, so one
+    # pass lists every problem of a file (a bad category and a box outside the image).
     key_field = label_import.match
     if item is None:
         problems.add(
@@ -526,6 +528,8 @@ def _check_record(
     except InvalidAnnotation as exc:
         for problem in exc.errors or [{"field": exc.field or "result", "detail": str(exc)}]:
             problems.add(record.row, problem["field"] or "result", problem["detail"])
+        return False
+    if record.problems:
         return False
     seen[item.pk] = record.row
     spool.write(

@@ -547,3 +547,21 @@ def test_coco_import_drops_attributes_the_schema_does_not_define(ops):
             "value": {"x": 1, "y": 2, "width": 3, "height": 4, "rectanglelabels": ["car"]},
         }
     ]
+
+
+def test_coco_import_lists_every_problem_of_a_record(ops):
+    """An unknown category and a box outside the image in one image: both reported."""
+    version = version_of(ops, labels=[None])
+    data = coco_json(
+        [{"id": 1, "file_name": "image-000.png", "width": 64, "height": 48}],
+        [
+            {"id": 1, "image_id": 1, "category_id": 9, "bbox": [1, 2, 3, 4]},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [60, 2, 30, 4]},
+        ],
+    )
+    schema = {"type": "bbox", "labels": [{"name": "car"}, {"name": "bus"}]}
+    result = label_file_import(version, data, "coco", schema=schema, suffix=".json")
+    assert result.state == "failed" and result.imported == 0 and result.rejected == 1
+    found = problems_of(result)
+    assert any(field == "category_id" and "9" in reason for _, field, reason in found)
+    assert any(field.startswith("result[0].value") for _, field, _ in found), found
