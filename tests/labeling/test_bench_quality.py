@@ -21,6 +21,7 @@ from tests.labeling.test_bench_queue import _database_exists
 DATABASE = "lv_bench_quality_smoke"
 KEYS = {
     "bench": str,
+    "kind": str,
     "items": int,
     "annotations": int,
     "seconds": float,
@@ -65,6 +66,29 @@ def test_bench_quality_scores_known_annotators_and_drops_its_database() -> None:
     assert connection.settings_dict["NAME"] == in_use
     assert not _database_exists(DATABASE)
     assert not Project.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_bench_quality_boxes_fuse_to_the_true_boxes() -> None:
+    out = io.StringIO()
+
+    call_command(
+        "bench",
+        "quality",
+        *("--items", "200", "--kind", "bbox", "--database", DATABASE, "--json"),
+        stdout=out,
+        stderr=io.StringIO(),
+    )
+
+    result = json.loads(out.getvalue())
+    assert (result["kind"], result["items"], result["annotations"]) == ("bbox", 200, 600)
+    # Annotators miss or mislabel boxes, so they agree only partly; the majority of
+    # three is right far more often than any pair agrees.
+    assert 0.3 < result["f1"] < 0.95
+    assert result["consensus_f1"] > result["f1"]
+    assert result["consensus_boxes"] > 0 and 0 <= result["review_count"] <= 200
+    assert not _database_exists(DATABASE)
 
 
 def test_bench_quality_refuses_bad_sizes() -> None:
