@@ -17,7 +17,8 @@ pure functions of labeling.quality. What it guarantees:
   statistic, e.g. every rating the same class) becomes None; annotators are named by
   username; tasks by id.
 - Tasks with fewer than two annotations count in consensus but not in agreement (as
-  the pure functions define it). An empty classification result ("nothing here") is
+  the pure functions define it); a region or span task with one annotation has no
+  confidence (None) and is listed for review, as items_for_review treats NaN. An empty classification result ("nothing here") is
   not a rating and is left out (counted in `empty`).
 
 Classification (image_class / text_class): Krippendorff's alpha, Fleiss' kappa, Cohen's
