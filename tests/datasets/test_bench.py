@@ -81,5 +81,7 @@ def test_bench_urls_imports_from_its_own_server_and_times_the_pages(celery_embed
 
 
 def test_bench_unknown_name_lists_the_benchmarks() -> None:
-    with pytest.raises(CommandError, match="there are: export, ingest, quality, queue, snapshot, urls"):
+    with pytest.raises(
+        CommandError, match="there are: export, ingest, quality, queue, snapshot, urls"
+    ):
         call_command("bench", "nope")
