@@ -26,6 +26,7 @@ from datasets.services import imports, versions
 from datasets.services.datasets import dataset_create, dataset_update
 from storage.keys import blob_key, manifest_key
 from storage.services import object_chunks, object_exists, presign_get
+from workers.selectors import job_ref
 
 # --- shapes -----------------------------------------------------------------------------
 
@@ -92,12 +93,7 @@ class ImportOutput(serializers.ModelSerializer):
         ]
 
     def get_job(self, imp: Import) -> dict[str, Any] | None:
-        if imp.job_id is None:
-            return None
-        return {
-            "id": str(imp.job_id),
-            "url": reverse("api-job-detail", kwargs={"job_id": imp.job_id}),
-        }
+        return job_ref(imp.job_id)
 
 
 def _dataset_or_404(request: Request, dataset_id: int) -> Dataset:
@@ -473,12 +469,7 @@ class DatasetVersionListApi(APIView):
             dataset=dataset, request=checked, created_by=request.user
         )
         return Response(
-            {
-                "job": {
-                    "id": str(job.pk),
-                    "url": reverse("api-job-detail", kwargs={"job_id": job.pk}),
-                }
-            },
+            {"job": job_ref(job.pk)},
             status=status.HTTP_202_ACCEPTED,
         )
 
@@ -651,12 +642,7 @@ class ExportOutput(serializers.ModelSerializer):
         return export_download_url(export)
 
     def get_job(self, export: Export) -> dict[str, Any] | None:
-        if export.job_id is None:
-            return None
-        return {
-            "id": str(export.job_id),
-            "url": reverse("api-job-detail", kwargs={"job_id": export.job_id}),
-        }
+        return job_ref(export.job_id)
 
 
 class ExportInput(serializers.Serializer):
@@ -779,12 +765,7 @@ class DatasetExportApi(APIView):
             created_by=request.user,
         )
         return Response(
-            {
-                "job": {
-                    "id": str(job.pk),
-                    "url": reverse("api-job-detail", kwargs={"job_id": job.pk}),
-                }
-            },
+            {"job": job_ref(job.pk)},
             status=status.HTTP_202_ACCEPTED,
         )
 

@@ -26,6 +26,7 @@ from labeling.models import Annotation, LabelImport, Lease, Project, ProjectMemb
 from labeling.services import annotations, label_imports, predictions, projects, queue
 from storage.keys import blob_key
 from storage.services import presign_get
+from workers.selectors import job_ref
 
 # --- shapes -----------------------------------------------------------------------------
 
@@ -68,12 +69,7 @@ class ProjectOutput(serializers.ModelSerializer):
         ]
 
     def get_tasks_job(self, project: Project) -> dict[str, Any] | None:
-        if project.tasks_job_id is None:
-            return None
-        return {
-            "id": str(project.tasks_job_id),
-            "url": reverse("api-job-detail", kwargs={"job_id": project.tasks_job_id}),
-        }
+        return job_ref(project.tasks_job_id)
 
 
 class ProjectDetailOutput(ProjectOutput):
@@ -574,12 +570,7 @@ class LabelImportOutput(serializers.ModelSerializer):
         return reverse("api-label-import-problems", kwargs={"label_import_id": row.pk})
 
     def get_job(self, row: LabelImport) -> dict[str, Any] | None:
-        if row.job_id is None:
-            return None
-        return {
-            "id": str(row.job_id),
-            "url": reverse("api-job-detail", kwargs={"job_id": row.job_id}),
-        }
+        return job_ref(row.job_id)
 
 
 class LabelImportPagination(CursorPagination):
@@ -713,11 +704,6 @@ class ProjectExportApi(APIView):
             created_by=request.user,
         )
         return Response(
-            {
-                "job": {
-                    "id": str(job.pk),
-                    "url": reverse("api-job-detail", kwargs={"job_id": job.pk}),
-                }
-            },
+            {"job": job_ref(job.pk)},
             status=status.HTTP_202_ACCEPTED,
         )

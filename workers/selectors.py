@@ -14,6 +14,15 @@ from workers.types import JobChildren
 VIEW_ANY_JOB_PERMISSION = "workers.view_job"
 
 
+def job_ref(job_id: uuid.UUID | str | None) -> dict[str, str] | None:
+    """How an API answer points at a job: {"id", "url"} (None for no job)."""
+    if job_id is None:
+        return None
+    from django.urls import reverse
+
+    return {"id": str(job_id), "url": reverse("api-job-detail", kwargs={"job_id": job_id})}
+
+
 def job_visible_to_all(user: Any) -> bool:
     """Staff and holders of workers.view_job see every job; others only their own."""
     if not getattr(user, "is_authenticated", False):
