@@ -180,3 +180,30 @@ def test_a_failed_or_abandoned_export_is_built_again_when_asked(ops, version):
     Job.objects.filter(pk=again.job_id).update(state="cancelled")
     third, building = export_request(version=version, fmt="jsonl", options={}, created_by=ops)
     assert building and third.job_id not in (export.job_id, again.job_id)
+
+
+def test_an_export_whose_build_fails_is_marked_failed_with_the_reason(ops, version):
+    """The job runs in this process (workers.services.job_run): a version whose manifest
+    is gone from storage fails its export, and the row says why."""
+    from datasets.services.exports import export_request
+    from workers.models import Job
+    from workers.services import job_run
+
+    lost = Version.objects.create(
+        id="f" * 64,
+        dataset=version.dataset,
+        body_sha256="0" * 64,
+        code_commit="none",
+        created_by=ops,
+        item_count=1,
+        labelled_count=0,
+        manifest_size=1,
+    )
+    export, building = export_request(version=lost, fmt="jsonl", options={}, created_by=ops)
+    assert building
+    job_run(export.job_id)
+    export.refresh_from_db()
+    assert export.state == "failed" and export.error and export.key == ""
+    assert Job.objects.get(pk=export.job_id).state == "failed"
+    detail = api_for(ops).get(f"/api/v1/exports/{export.pk}").json()
+    assert detail["state"] == "failed" and detail["download_url"] is None
