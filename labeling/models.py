@@ -17,6 +17,12 @@ from django.db import models
 from django.db.models import F, Q
 
 
+class ReviewMode(models.TextChoices):
+    OFF = "off", "No review"
+    ALL = "all", "Review every task"
+    SAMPLED = "sampled", "Review a sample"
+
+
 class Project(models.Model):
     """A labelling job on a dataset (or a slice of it) under one label schema."""
 
@@ -41,6 +47,22 @@ class Project(models.Model):
     tasks_job = models.ForeignKey(
         "workers.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Review (labeling.services.review): off, every finished task, or a sampled fraction
+    # of them (chosen by a hash of the task id, so the sample is reproducible).
+    review_mode = models.CharField(
+        max_length=8, choices=ReviewMode.choices, default=ReviewMode.OFF, db_default="off"
+    )
+    review_fraction = models.FloatField(default=0.1, db_default=0.1)
+    # With overlap > 1 a finished task's consensus is published when its confidence is at
+    # least this; below it the task goes to review.
+    consensus_threshold = models.FloatField(default=0.7, db_default=0.7)
+    # Gold items (labeling.services.gold): the share of leases that serve a gold task,
+    # and the gold accuracy under which an annotator is flagged (and, with gold_pause,
+    # gets no more tasks) once they answered gold_min_answers gold tasks.
+    gold_rate = models.FloatField(default=0.1, db_default=0.1)
+    gold_threshold = models.FloatField(default=0.7, db_default=0.7)
+    gold_min_answers = models.PositiveSmallIntegerField(default=5, db_default=5)
+    gold_pause = models.BooleanField(default=True, db_default=True)
     # Running totals kept by the queue services: a dashboard must not count 1M rows.
     task_count = models.PositiveBigIntegerField(default=0, db_default=0)
     done_count = models.PositiveBigIntegerField(default=0, db_default=0)
@@ -59,6 +81,20 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(overlap__gte=1) & Q(overlap__lte=20), name="project_overlap_range"
             ),
+            models.CheckConstraint(
+                condition=Q(review_mode__in=["off", "all", "sampled"]), name="project_review_mode"
+            ),
+            models.CheckConstraint(
+                condition=Q(review_fraction__gte=0)
+                & Q(review_fraction__lte=1)
+                & Q(consensus_threshold__gte=0)
+                & Q(consensus_threshold__lte=1)
+                & Q(gold_rate__gte=0)
+                & Q(gold_rate__lte=1)
+                & Q(gold_threshold__gte=0)
+                & Q(gold_threshold__lte=1),
+                name="project_quality_fractions",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -76,6 +112,12 @@ class ProjectMember(models.Model):
     )
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.ANNOTATOR)
     added_at = models.DateTimeField(auto_now_add=True)
+    # Set when the member's gold accuracy fell under the project's threshold
+    # (labeling.services.gold); `paused_at` too when the project pauses such annotators:
+    # a paused member gets no task until ops resume them.
+    flagged_at = models.DateTimeField(null=True, blank=True)
+    flag_reason = models.CharField(max_length=300, blank=True, default="")
+    paused_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -118,6 +160,15 @@ class Task(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", "Open"  # some slot still needs an annotation
         DONE = "done", "Done"  # every slot has one
+        # A gold item (GoldItem): served to any number of annotators, never published from
+        # their answers. Shown to annotators as "open"/"done" (never as gold).
+        GOLD = "gold", "Gold"
+
+    class Review(models.TextChoices):
+        NONE = "", "Not in review"
+        PENDING = "pending", "Waiting for review"
+        REJECTED = "rejected", "Rejected, back with its annotator"
+        ACCEPTED = "accepted", "Accepted"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
     item = models.ForeignKey("datasets.Item", on_delete=models.CASCADE, related_name="+")
@@ -125,15 +176,26 @@ class Task(models.Model):
     priority = models.IntegerField(default=0)
     # Slots still without an annotation: overlap minus annotations made.
     remaining = models.PositiveSmallIntegerField(default=1)
+    review = models.CharField(
+        max_length=8, choices=Review.choices, blank=True, default="", db_default=""
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "item"], name="task_item_per_project"),
-            models.CheckConstraint(condition=Q(status__in=["open", "done"]), name="task_status"),
             models.CheckConstraint(
-                condition=Q(status="done", remaining=0) | Q(status="open", remaining__gt=0),
+                condition=Q(status__in=["open", "done", "gold"]), name="task_status"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="done", remaining=0)
+                | Q(status="open", remaining__gt=0)
+                | Q(status="gold"),
                 name="task_status_matches_remaining",
+            ),
+            models.CheckConstraint(
+                condition=Q(review__in=["", "pending", "rejected", "accepted"]),
+                name="task_review",
             ),
         ]
         indexes = [
@@ -146,6 +208,15 @@ class Task(models.Model):
                 condition=Q(status="open"),
             ),
             models.Index(fields=["project", "id"], name="task_project_id"),
+            # The reviewers' queue.
+            models.Index(
+                F("project"),
+                F("priority").desc(),
+                F("id"),
+                name="task_review_queue",
+                condition=Q(review="pending"),
+            ),
+            models.Index(fields=["project", "id"], name="task_gold", condition=Q(status="gold")),
         ]
 
     def __str__(self) -> str:
@@ -170,7 +241,8 @@ class Lease(models.Model):
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="leases")
     # Denormalised from task: the expiry sweep scans one project's live leases.
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    slot = models.PositiveSmallIntegerField()
+    # Null on a gold task, which has no slots (any number of annotators answer it).
+    slot = models.PositiveSmallIntegerField(null=True, blank=True)
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
     )
@@ -209,13 +281,17 @@ class Annotation(models.Model):
     """One annotator's work on one slot of a task; its content is its latest revision."""
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="annotations")
-    slot = models.PositiveSmallIntegerField()
+    # Null on a gold task (see Lease.slot).
+    slot = models.PositiveSmallIntegerField(null=True, blank=True)
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     # Denormalised for "my recent tasks" and the dashboard.
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     revision_count = models.PositiveIntegerField(default=1)
+    # A reviewer rejected it: it is back in its annotator's queue (with the review's
+    # comment) until they submit again.
+    needs_rework = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
@@ -226,6 +302,12 @@ class Annotation(models.Model):
         ]
         indexes = [
             models.Index(fields=["annotator", "project", "-updated_at"], name="annotation_recent"),
+            models.Index(
+                fields=["annotator", "project", "updated_at"],
+                name="annotation_rework",
+                condition=Q(needs_rework=True),
+            ),
+            models.Index(fields=["project", "created_at"], name="annotation_project_created"),
         ]
 
     def __str__(self) -> str:
@@ -398,3 +480,155 @@ class LabelImportProblem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.row} {self.field}: {self.reason}"
+
+
+class ReviewLease(models.Model):
+    """One reviewer's hold on a task waiting for review, like Lease for annotators: at
+    most one unended review lease per task; an expired one is ended by the next reviewer
+    who takes the task."""
+
+    class End(models.TextChoices):
+        DECIDED = "decided", "Decided"
+        RELEASED = "released", "Released"
+        EXPIRED = "expired", "Expired"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="review_leases")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=10, choices=End.choices, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task"],
+                condition=Q(ended_at__isnull=True),
+                name="review_lease_one_per_task",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("leased_at")), name="review_lease_expiry"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["reviewer", "project"],
+                condition=Q(ended_at__isnull=True),
+                name="review_lease_live",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"review lease {self.pk} on task {self.task_id}"
+
+
+class Review(models.Model):
+    """A reviewer's decision on a task: accept its proposed label, reject an annotation
+    (back to its annotator with the comment) or fix it (a new revision by the reviewer,
+    `revision`). Never changed: a task's reviews are its review history."""
+
+    class Decision(models.TextChoices):
+        ACCEPT = "accept", "Accepted"
+        REJECT = "reject", "Rejected"
+        FIX = "fix", "Fixed"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="reviews")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    decision = models.CharField(max_length=6, choices=Decision.choices)
+    comment = models.TextField(blank=True, default="")
+    # The annotation decided on (null: a consensus of several was accepted).
+    annotation = models.ForeignKey(
+        Annotation, on_delete=models.CASCADE, null=True, blank=True, related_name="reviews"
+    )
+    # The fix's revision, or the revision that was accepted.
+    revision = models.ForeignKey(
+        AnnotationRevision, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    # The published result when accepted or fixed (a consensus has no revision).
+    result = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(decision__in=["accept", "reject", "fix"]), name="review_decision"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["task", "created_at"], name="review_task"),
+            models.Index(fields=["project", "created_at"], name="review_project"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} of task {self.task_id}"
+
+
+class GoldItem(models.Model):
+    """An item of a project with a known answer (its task has status gold): annotators
+    get it mixed into their queue and their answers are scored against `result`."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="gold_items")
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="gold")
+    result = models.JSONField()
+    schema_revision = models.ForeignKey(SchemaRevision, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"gold task {self.task_id}"
+
+
+class GoldAnswer(models.Model):
+    """The score (0..1) of an annotation of a gold task against its known answer, kept
+    current as the annotation changes: an annotator's gold accuracy over time."""
+
+    annotation = models.OneToOneField(Annotation, on_delete=models.CASCADE, related_name="gold")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    score = models.FloatField()
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(score__gte=0) & Q(score__lte=1), name="gold_answer_score"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "annotator", "created_at"], name="gold_answer_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"gold score {self.score} of annotation {self.annotation_id}"
+
+
+class QualityReport(models.Model):
+    """A stored run of labeling.services.quality.project_quality (agreement and consensus
+    over every annotation of the project): too slow to compute per page view on a large
+    project, so a job computes it and the dashboard shows the latest."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="quality_reports")
+    job = models.ForeignKey(
+        "workers.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    data = models.JSONField(default=dict)
+    annotation_count = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "-created_at"], name="quality_report_latest")]
+
+    def __str__(self) -> str:
+        return f"quality report {self.pk} of project {self.project_id}"

@@ -309,7 +309,9 @@ def project_update(
                 raise InvalidProject(
                     "overlap cannot change once the project has annotations.", field="overlap"
                 )
-            Task.objects.filter(project=project).update(remaining=overlap, status=Task.Status.OPEN)
+            Task.objects.filter(project=project).exclude(status=Task.Status.GOLD).update(
+                remaining=overlap, status=Task.Status.OPEN
+            )
             project.overlap = overlap
             project.done_count = 0
             changed += ["overlap", "done_count"]
