@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from datasets.errors import DatasetError
-from labeling.errors import LabelingError, LeaseLost, NotAllowed
+from labeling.errors import AnnotatorPaused, LabelingError, LeaseLost, NotAllowed, ReviewConflict
 from labeling.services.queue import QueueBusy
 from storage.errors import ContentMismatch, ObjectNotFound, StorageUnavailable
 
@@ -32,6 +32,8 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     # The lease ended and its slot may be someone else's now: a conflict, not bad input.
     (LeaseLost, 409, "lease_lost"),
     (NotAllowed, 403, "forbidden"),
+    (AnnotatorPaused, 403, "annotator_paused"),
+    (ReviewConflict, 409, "review_conflict"),
     (QueueBusy, 503, "queue_busy"),
     # Every other labeling error is about the request (InvalidSchema, InvalidAnnotation...).
     (LabelingError, 400, "invalid"),

@@ -22,8 +22,26 @@ from rest_framework.views import APIView
 from datasets.models import Dataset
 from datasets.selectors import dataset_get_for_user
 from labeling import selectors
-from labeling.models import Annotation, LabelImport, Lease, Project, ProjectMember, Task
-from labeling.services import annotations, label_imports, predictions, projects, queue
+from labeling.models import (
+    Annotation,
+    GoldItem,
+    LabelImport,
+    Lease,
+    Project,
+    ProjectMember,
+    Review,
+    ReviewLease,
+    Task,
+)
+from labeling.services import (
+    annotations,
+    gold,
+    label_imports,
+    predictions,
+    projects,
+    queue,
+    review,
+)
 from storage.keys import blob_key
 from storage.services import presign_get
 from workers.selectors import job_ref
@@ -36,7 +54,7 @@ class MemberOutput(serializers.ModelSerializer):
 
     class Meta:
         model = ProjectMember
-        fields = ["username", "role"]
+        fields = ["username", "role", "flagged_at", "flag_reason", "paused_at"]
 
 
 class ProjectOutput(serializers.ModelSerializer):
@@ -57,6 +75,13 @@ class ProjectOutput(serializers.ModelSerializer):
             "item_filter",
             "overlap",
             "priority_rules",
+            "review_mode",
+            "review_fraction",
+            "consensus_threshold",
+            "gold_rate",
+            "gold_threshold",
+            "gold_min_answers",
+            "gold_pause",
             "label_schema",
             "schema_revision",
             "schema_hash",
@@ -90,13 +115,26 @@ class LeaseOutput(serializers.ModelSerializer):
         return queue.heartbeat_seconds()
 
 
+def public_slot(slot: int | None) -> int:
+    """The slot an annotator is shown: a gold task has none (any number of annotators
+    answer it) and shows 0, as the first slot of any task does, so that nothing in an
+    annotator's answers tells a gold task apart (issue 7)."""
+    return 0 if slot is None else slot
+
+
+def public_status(task: Task) -> str:
+    """A task's status as annotators see it: a gold task is "open" (it always takes
+    another annotator)."""
+    return Task.Status.OPEN if task.status == Task.Status.GOLD else task.status
+
+
 def lease_shape(lease: Lease) -> dict[str, Any]:
     """LeaseOutput's fields as a plain dict: a ModelSerializer rebuilds its fields on every
     instance, and a lease goes out with every task."""
     return {
         "id": lease.pk,
         "task": lease.task_id,
-        "slot": lease.slot,
+        "slot": public_slot(lease.slot),
         "expires_at": serializers.DateTimeField().to_representation(lease.expires_at),
         "heartbeat_seconds": queue.heartbeat_seconds(),
     }
@@ -116,12 +154,29 @@ def _revision_shape(revision: Any, *, with_result: bool = True) -> dict[str, Any
     return shape
 
 
-def task_shape(task: Task, *, user: Any, mine: bool = True) -> dict[str, Any]:
-    """Everything the annotator's page needs for one task, in a handful of queries."""
-    project = task.project
+def _item_shape(task: Task) -> dict[str, Any]:
     item = task.item
     asset = item.asset
     text = annotations.task_text(task) if asset.media_type.startswith("text/") else None
+    return {
+        "id": item.pk,
+        "external_id": item.external_id,
+        "media_type": asset.media_type,
+        "width": asset.width,
+        "height": asset.height,
+        "char_count": asset.char_count,
+        "url": presign_get(blob_key(asset.sha256)),
+        "text": text,
+    }
+
+
+def task_shape(task: Task, *, user: Any, mine: bool = True) -> dict[str, Any]:
+    """Everything the annotator's page needs for one task, in a handful of queries.
+
+    The same keys for every task: a gold task looks like any other (public_status,
+    public_slot), and `review` is the reviewer's comment when the task came back to
+    this annotator rejected (else null)."""
+    project = task.project
     extras = selectors.task_extras(task=task, annotator=user)
     mine = (
         Annotation.objects.filter(task=task, annotator=user)
@@ -131,20 +186,13 @@ def task_shape(task: Task, *, user: Any, mine: bool = True) -> dict[str, Any]:
         else None
     )
     latest = max(mine.revisions.all(), key=lambda r: r.number) if mine else None
+    returned = selectors.rework_review(annotation=mine) if mine and mine.needs_rework else None
     return {
         "id": task.pk,
         "project": project.pk,
-        "status": task.status,
-        "item": {
-            "id": item.pk,
-            "external_id": item.external_id,
-            "media_type": asset.media_type,
-            "width": asset.width,
-            "height": asset.height,
-            "char_count": asset.char_count,
-            "url": presign_get(blob_key(asset.sha256)),
-            "text": text,
-        },
+        "status": public_status(task),
+        "item": _item_shape(task),
+        "review": returned,
         "schema_revision": {
             "id": project.schema_revision.pk,
             "number": project.schema_revision.number,
@@ -153,7 +201,7 @@ def task_shape(task: Task, *, user: Any, mine: bool = True) -> dict[str, Any]:
         "draft": extras.draft,
         "predictions": extras.predictions,
         "annotation": (
-            {"id": mine.pk, "slot": mine.slot, "revision": _revision_shape(latest)}
+            {"id": mine.pk, "slot": public_slot(mine.slot), "revision": _revision_shape(latest)}
             if mine and latest
             else None
         ),
@@ -218,6 +266,15 @@ class ProjectListApi(APIView):
         item_filter = serializers.JSONField(required=False, default=None)
         priority_rules = serializers.JSONField(required=False, default=None)
         members = MemberInput(many=True, required=False, default=list)
+        # Review, consensus and gold settings: checked by the service (400 naming the
+        # field); JSONField so a wrong type gets the service's message.
+        review_mode = serializers.JSONField(required=False)
+        review_fraction = serializers.JSONField(required=False)
+        consensus_threshold = serializers.JSONField(required=False)
+        gold_rate = serializers.JSONField(required=False)
+        gold_threshold = serializers.JSONField(required=False)
+        gold_min_answers = serializers.JSONField(required=False)
+        gold_pause = serializers.JSONField(required=False)
 
     @extend_schema(responses={200: ProjectOutput(many=True)})
     def get(self, request: Request) -> Response:
@@ -261,6 +318,13 @@ class ProjectDetailApi(APIView):
         overlap = serializers.IntegerField(required=False)
         priority_rules = serializers.JSONField(required=False)
         members = MemberInput(many=True, required=False)
+        review_mode = serializers.JSONField(required=False)
+        review_fraction = serializers.JSONField(required=False)
+        consensus_threshold = serializers.JSONField(required=False)
+        gold_rate = serializers.JSONField(required=False)
+        gold_threshold = serializers.JSONField(required=False)
+        gold_min_answers = serializers.JSONField(required=False)
+        gold_pause = serializers.JSONField(required=False)
 
     @extend_schema(responses={200: ProjectDetailOutput})
     def get(self, request: Request, project_id: int) -> Response:
@@ -301,8 +365,10 @@ class NextTaskApi(APIView):
         grant = queue.task_lease_next(project=project, annotator=request.user)
         if grant is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        # A new lease is on a task the user never annotated: no annotation to look up.
-        shape = task_shape(grant.task, user=request.user, mine=grant.renewed)
+        # A new lease is on a task the user never annotated (no annotation to look up),
+        # unless a reviewer sent their annotation back.
+        mine = grant.renewed or grant.task.review == Task.Review.REJECTED
+        shape = task_shape(grant.task, user=request.user, mine=mine)
         return Response({"lease": lease_shape(grant.lease), "task": shape})
 
 
@@ -399,7 +465,7 @@ class AnnotationListApi(APIView):
                 "annotations": [
                     {
                         "id": a.pk,
-                        "slot": a.slot,
+                        "slot": a.slot if sees_all else public_slot(a.slot),
                         "annotator": a.annotator.get_username(),
                         "created_at": a.created_at,
                         "updated_at": a.updated_at,
@@ -433,7 +499,7 @@ class AnnotationListApi(APIView):
             "annotation": {
                 "id": outcome.annotation.pk,
                 "task": task.pk,
-                "slot": outcome.annotation.slot,
+                "slot": public_slot(outcome.annotation.slot),
                 "revision": {
                     "id": revision.pk,
                     "number": revision.number,
@@ -707,3 +773,262 @@ class ProjectExportApi(APIView):
             {"job": job_ref(job.pk)},
             status=status.HTTP_202_ACCEPTED,
         )
+
+
+# --- review ------------------------------------------------------------------------------
+
+
+def _require_reviewer(request: Request, project: Project) -> None:
+    if not selectors.user_reviews(user=request.user, project=project):
+        raise PermissionDenied(
+            f"Only reviewers of project {project.pk}, ops and admins review its tasks."
+        )
+
+
+def review_lease_shape(lease: ReviewLease) -> dict[str, Any]:
+    return {
+        "id": lease.pk,
+        "task": lease.task_id,
+        "expires_at": serializers.DateTimeField().to_representation(lease.expires_at),
+        "heartbeat_seconds": queue.heartbeat_seconds(),
+    }
+
+
+def review_task_shape(task: Task) -> dict[str, Any]:
+    """What the reviewer's page needs: the item, every current annotation, the proposed
+    label (the one annotation, or the consensus of several with its confidence) and the
+    task's earlier reviews."""
+    project = task.project
+    revisions = review.latest_revisions(task_id=task.pk)
+    proposal = None
+    if revisions:
+        result, consensus, chosen = review.task_proposal(
+            task=task, project=project, revisions=revisions
+        )
+        proposal = {
+            "result": result,
+            "source": "annotation" if chosen is not None else "consensus",
+            "method": consensus.method,
+            "annotation": chosen.annotation_id if chosen is not None else None,
+            "confidence": round(consensus.confidence, 6),
+        }
+    return {
+        "id": task.pk,
+        "project": project.pk,
+        "status": task.status,
+        "review": task.review,
+        "item": _item_shape(task),
+        "schema_revision": {
+            "id": project.schema_revision.pk,
+            "number": project.schema_revision.number,
+            "schema": project.schema_revision.schema,
+        },
+        "annotations": [
+            {
+                "id": r.annotation_id,
+                "slot": r.annotation.slot,
+                "annotator": r.annotation.annotator.get_username(),
+                "needs_rework": r.annotation.needs_rework,
+                "revision": _revision_shape(r),
+            }
+            for r in revisions
+        ],
+        "proposal": proposal,
+        "reviews": selectors.task_reviews(task=task),
+        "progress": {"pending": selectors.review_pending_count(project=project)},
+    }
+
+
+class ReviewNextApi(APIView):
+    """Lease the next task waiting for review (200), or 204 when none waits. Asking
+    again while you hold a review lease in this project returns it, renewed.
+    Reviewers, ops and admins."""
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "ReviewLeasedTask",
+                {"lease": serializers.DictField(), "task": serializers.DictField()},
+            ),
+            204: None,
+        },
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = _project_or_404(request, project_id)
+        _require_reviewer(request, project)
+        grant = review.review_lease_next(project=project, reviewer=request.user)
+        if grant is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        grant.task.project = project
+        return Response(
+            {"lease": review_lease_shape(grant.lease), "task": review_task_shape(grant.task)}
+        )
+
+
+class ReviewLeaseApi(APIView):
+    """PATCH renews your review lease; DELETE gives the task back to the review queue.
+    Someone else's lease is a 404."""
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT})
+    def patch(self, request: Request, lease_id: int) -> Response:
+        try:
+            lease = review.review_lease_heartbeat(lease_id=lease_id, reviewer=request.user)
+        except ReviewLease.DoesNotExist:
+            raise Http404(f"No review lease {lease_id} of yours.") from None
+        return Response(review_lease_shape(lease))
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, lease_id: int) -> Response:
+        try:
+            review.review_lease_release(lease_id=lease_id, reviewer=request.user)
+        except ReviewLease.DoesNotExist:
+            raise Http404(f"No review lease {lease_id} of yours.") from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TaskReviewApi(APIView):
+    """GET: the task as the reviewer's page shows it (annotations, proposal, reviews).
+    POST: decide: accept (publish the proposal, or `annotation`'s result), fix (your
+    `result` becomes a new revision and is published), reject (`comment` required: the
+    annotation goes back to its annotator). Reviewers, ops and admins."""
+
+    class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "ReviewDecisionInput"
+
+        decision = serializers.ChoiceField(choices=Review.Decision.choices)
+        comment = serializers.CharField(required=False, allow_blank=True, default="")
+        annotation = serializers.IntegerField(required=False, allow_null=True, default=None)
+        result = serializers.JSONField(required=False, default=None)
+        lease = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, task_id: int) -> Response:
+        task = _task_or_404(request, task_id)
+        _require_reviewer(request, task.project)
+        return Response(review_task_shape(task))
+
+    @extend_schema(request=Input, responses={201: OpenApiTypes.OBJECT})
+    def post(self, request: Request, task_id: int) -> Response:
+        task = _task_or_404(request, task_id)
+        _require_reviewer(request, task.project)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        decided = review.review_decide(
+            task=task,
+            reviewer=request.user,
+            decision=values["decision"],
+            comment=values["comment"],
+            annotation_id=values["annotation"],
+            result=values["result"],
+            review_lease_id=values["lease"],
+        )
+        review_state = Task.objects.values_list("review", flat=True).get(pk=task.pk)
+        return Response(
+            {
+                "review": {
+                    "id": decided.pk,
+                    "decision": decided.decision,
+                    "comment": decided.comment,
+                    "annotation": decided.annotation_id,
+                    "revision": decided.revision_id,
+                    "created_at": decided.created_at,
+                },
+                "task": {"id": task.pk, "review": review_state},
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class TaskHistoryApi(APIView):
+    """Everything that happened to a task, oldest first: leases, revisions, skips,
+    review leases and decisions. Reviewers, ops and admins."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, task_id: int) -> Response:
+        task = _task_or_404(request, task_id)
+        _require_reviewer(request, task.project)
+        return Response({"task": task.pk, "events": selectors.task_history(task=task)})
+
+
+# --- gold ---------------------------------------------------------------------------------
+
+
+class GoldPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 100
+
+
+class GoldListApi(APIView):
+    """The project's gold items with their answers' scores (GET), or mark an item as
+    gold with its known answer (POST; marking it again changes the answer). Ops and
+    admins only: gold items are never shown to annotators."""
+
+    class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "GoldItemInput"
+
+        item = serializers.IntegerField()
+        result = serializers.JSONField()
+
+    @staticmethod
+    def _shape(marked: GoldItem) -> dict[str, Any]:
+        return {
+            "task": marked.task_id,
+            "item": marked.task.item_id,
+            "external_id": marked.task.item.external_id,
+            "result": marked.result,
+            "schema_revision": marked.schema_revision.number,
+            "created_by": marked.created_by.get_username(),
+            "created_at": marked.created_at,
+            "updated_at": marked.updated_at,
+            "answers": getattr(marked, "answers", None),
+            "mean_score": getattr(marked, "mean_score", None),
+        }
+
+    def _manager_project(self, request: Request, project_id: int) -> Project:
+        project = _project_or_404(request, project_id)
+        if not selectors.user_manages_projects(request.user):
+            raise PermissionDenied("Only ops and admins see and mark gold items.")
+        return project
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, project_id: int) -> Response:
+        project = self._manager_project(request, project_id)
+        paginator = GoldPagination()
+        rows = gold.gold_items(project=project)
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response([self._shape(g) for g in page])
+
+    @extend_schema(request=Input, responses={201: OpenApiTypes.OBJECT})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = self._manager_project(request, project_id)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        marked = gold.gold_mark(
+            project=project,
+            item=data.validated_data["item"],
+            result=data.validated_data["result"],
+            by=request.user,
+        )
+        marked = gold.gold_items(project=project).get(pk=marked.pk)
+        return Response(self._shape(marked), status=status.HTTP_201_CREATED)
+
+
+class MemberResumeApi(APIView):
+    """Clear a member's gold flag and pause (ops and admins)."""
+
+    @extend_schema(request=None, responses={200: MemberOutput})
+    def post(self, request: Request, project_id: int, username: str) -> Response:
+        project = _project_or_404(request, project_id)
+        member = (
+            ProjectMember.objects.filter(project=project, user__username=username)
+            .select_related("user")
+            .first()
+        )
+        if member is None:
+            raise Http404(f"{username!r} is not a member of project {project_id}.")
+        member = gold.member_resume(project=project, user=member.user, by=request.user)
+        return Response(MemberOutput(member).data)

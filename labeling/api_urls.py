@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from labeling import api
+from labeling import api, api_quality
 
 urlpatterns = [
     path("projects/", api.ProjectListApi.as_view(), name="api-project-list"),
@@ -15,6 +15,20 @@ urlpatterns = [
         name="api-project-predictions",
     ),
     path("leases/<int:lease_id>", api.LeaseApi.as_view(), name="api-lease"),
+    path(
+        "projects/<int:project_id>/review/next",
+        api.ReviewNextApi.as_view(),
+        name="api-project-review-next",
+    ),
+    path("review-leases/<int:lease_id>", api.ReviewLeaseApi.as_view(), name="api-review-lease"),
+    path("tasks/<int:task_id>/reviews", api.TaskReviewApi.as_view(), name="api-task-reviews"),
+    path("tasks/<int:task_id>/history", api.TaskHistoryApi.as_view(), name="api-task-history"),
+    path("projects/<int:project_id>/gold", api.GoldListApi.as_view(), name="api-project-gold"),
+    path(
+        "projects/<int:project_id>/members/<str:username>/resume",
+        api.MemberResumeApi.as_view(),
+        name="api-member-resume",
+    ),
     path("tasks/<int:task_id>", api.TaskDetailApi.as_view(), name="api-task-detail"),
     path(
         "tasks/<int:task_id>/annotations/",
@@ -42,5 +56,20 @@ urlpatterns = [
         "label-imports/<int:label_import_id>/problems",
         api.LabelImportProblemsApi.as_view(),
         name="api-label-import-problems",
+    ),
+    path(
+        "projects/<int:project_id>/dashboard",
+        api_quality.DashboardApi.as_view(),
+        name="api-project-dashboard",
+    ),
+    path(
+        "projects/<int:project_id>/quality-reports",
+        api_quality.QualityReportListApi.as_view(),
+        name="api-project-quality-reports",
+    ),
+    path(
+        "projects/<int:project_id>/quality-reports/latest",
+        api_quality.QualityReportLatestApi.as_view(),
+        name="api-project-quality-report-latest",
     ),
 ]

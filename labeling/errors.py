@@ -61,3 +61,30 @@ class NotAllowed(LabelingError):
     """The user may not do this in this project (not a member, not ops). (403)"""
 
     code = "forbidden"
+
+
+class InvalidReview(LabelingError):
+    """A review decision with a bad field (no comment on a reject, a bad fix ...);
+    nothing was stored. (400)"""
+
+    code = "invalid_review"
+
+
+class ReviewConflict(LabelingError):
+    """The task is not waiting for review, or another reviewer holds it. (409)"""
+
+    code = "review_conflict"
+
+
+class InvalidGold(LabelingError):
+    """A gold item that cannot be stored (not a task of the project, a bad answer);
+    nothing changed. (400)"""
+
+    code = "invalid_gold"
+
+
+class AnnotatorPaused(LabelingError):
+    """The annotator's queue is paused (gold accuracy under the project's threshold)
+    until ops resume them. (403)"""
+
+    code = "annotator_paused"

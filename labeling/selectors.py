@@ -22,10 +22,15 @@ from datasets.models import Asset, Item
 from datasets.selectors import user_manages_datasets
 from labeling.models import (
     Annotation,
+    AnnotationRevision,
+    Lease,
     Prediction,
     Project,
     ProjectMember,
+    Review,
+    ReviewLease,
     SchemaRevision,
+    Skip,
     Task,
 )
 from labeling.rows import Columns, sql_row
@@ -271,3 +276,120 @@ def annotator_history(
     if before is not None:
         rows = rows.filter(updated_at__lt=before)
     return list(rows.select_related("task__item").order_by("-updated_at")[:limit])
+
+
+def rework_review(*, annotation: Annotation) -> dict[str, Any] | None:
+    """The rejection that sent the annotation back to its annotator: comment, reviewer
+    and when (None when there is none)."""
+    review = (
+        Review.objects.filter(annotation=annotation, decision=Review.Decision.REJECT)
+        .select_related("reviewer")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if review is None:
+        return None
+    return {
+        "comment": review.comment,
+        "reviewer": review.reviewer.get_username(),
+        "created_at": review.created_at,
+    }
+
+
+def task_reviews(*, task: Task) -> list[dict[str, Any]]:
+    """The task's review decisions, oldest first."""
+    return [
+        {
+            "id": r.pk,
+            "decision": r.decision,
+            "comment": r.comment,
+            "reviewer": r.reviewer.get_username(),
+            "annotation": r.annotation_id,
+            "revision": r.revision_id,
+            "created_at": r.created_at,
+        }
+        for r in Review.objects.filter(task=task)
+        .select_related("reviewer")
+        .order_by("created_at", "id")
+    ]
+
+
+def task_history(*, task: Task) -> list[dict[str, Any]]:
+    """Everything that happened to a task, oldest first: leases (annotators' and
+    reviewers'), revisions (with their results), skips and review decisions. A task's
+    history is tens of rows: read whole."""
+    events: list[dict[str, Any]] = []
+    for lease in Lease.objects.filter(task=task).select_related("annotator"):
+        events.append(
+            {
+                "at": lease.leased_at,
+                "kind": "lease",
+                "user": lease.annotator.get_username(),
+                "slot": lease.slot,
+                "ended_at": lease.ended_at,
+                "end_reason": lease.end_reason or None,
+            }
+        )
+    for lease in ReviewLease.objects.filter(task=task).select_related("reviewer"):
+        events.append(
+            {
+                "at": lease.leased_at,
+                "kind": "review_lease",
+                "user": lease.reviewer.get_username(),
+                "ended_at": lease.ended_at,
+                "end_reason": lease.end_reason or None,
+            }
+        )
+    for revision in AnnotationRevision.objects.filter(annotation__task=task).select_related(
+        "annotation__annotator", "created_by", "schema_revision"
+    ):
+        events.append(
+            {
+                "at": revision.created_at,
+                "kind": "revision",
+                "user": revision.created_by.get_username(),
+                "annotation": revision.annotation_id,
+                "annotator": revision.annotation.annotator.get_username(),
+                "revision": revision.pk,
+                "number": revision.number,
+                "lead_time_ms": revision.lead_time_ms,
+                "schema_revision": revision.schema_revision.number,
+                "result": revision.result,
+            }
+        )
+    for skip in Skip.objects.filter(task=task).select_related("annotator"):
+        events.append(
+            {
+                "at": skip.created_at,
+                "kind": "skip",
+                "user": skip.annotator.get_username(),
+                "reason": skip.reason,
+            }
+        )
+    for review in task_reviews(task=task):
+        events.append(
+            {
+                "at": review["created_at"],
+                "kind": "review",
+                "user": review["reviewer"],
+                "decision": review["decision"],
+                "comment": review["comment"],
+                "annotation": review["annotation"],
+                "revision": review["revision"],
+            }
+        )
+    order = {"lease": 0, "review_lease": 1, "revision": 2, "skip": 3, "review": 4}
+    events.sort(key=lambda e: (e["at"], order[e["kind"]]))
+    return events
+
+
+def user_reviews(*, user: Any, project: Project) -> bool:
+    """Whether the user may review in the project: its reviewers, ops and admins."""
+    return user_manages_projects(user) or member_role(user=user, project=project) == (
+        ProjectMember.Role.REVIEWER
+    )
+
+
+def review_pending_count(*, project: Project) -> int:
+    """Tasks waiting for review (the task_review_queue partial index)."""
+    return Task.objects.filter(project=project, review=Task.Review.PENDING).count()

@@ -34,6 +34,7 @@ sweeps over span boundaries, so a long text costs no more than a short one.
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,9 @@ from labeling.quality.agreement import (
     Rating,
     Region,
     ratings_encode,
+    region_f1,
     region_label,
+    span_f1,
 )
 
 # --------------------------------------------------------------------------------------
@@ -457,3 +460,152 @@ def _majority_runs(
         if run_start is not None and following is not None:
             run_votes += count * (following - here)
     return runs
+
+
+# --------------------------------------------------------------------------------------
+# One task, as it finishes
+
+
+@dataclass(frozen=True)
+class TaskConsensus:
+    """The consensus of one task's annotations: the `result` to publish, its
+    `confidence` (0..1) and, when the result is one annotator's own, which (`chosen`,
+    an index into the annotations; None for fused boxes and majority spans)."""
+
+    result: list[Region]
+    confidence: float
+    chosen: int | None
+    method: str
+
+
+def _class_key(result: Sequence[Region]) -> str:
+    """A classification result as one comparable key ("" is "nothing here")."""
+    if not result:
+        return ""
+    return "+".join(sorted(result[0]["value"].get("choices") or []))
+
+
+def _comparable(result: Sequence[Region]) -> str:
+    regions = [{k: v for k, v in region.items() if k != "id"} for region in result]
+    return json.dumps(sorted(json.dumps(r, sort_keys=True) for r in regions))
+
+
+def _mean_pairwise(results: Sequence[Sequence[Region]], score: Any) -> tuple[float, list[float]]:
+    """The mean pairwise score and, per annotation, its summed score with the others."""
+    n = len(results)
+    sums = [0.0] * n
+    total, pairs = 0.0, 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            value = score(results[i], results[j])
+            sums[i] += value
+            sums[j] += value
+            total += value
+            pairs += 1
+    return (total / pairs if pairs else 1.0), sums
+
+
+def _with_ids(regions: Sequence[Region]) -> list[Region]:
+    return [{"id": f"c{k + 1}", **region} for k, region in enumerate(regions)]
+
+
+def task_consensus(
+    kind: str,
+    results: Sequence[Sequence[Region]],
+    *,
+    iou_threshold: float = 0.5,
+    text: str | None = None,
+) -> TaskConsensus:
+    """Return the consensus of the annotations of one task under a schema of type
+    `kind`, as labelling publishes it when a task with overlap > 1 is finished.
+
+    - image_class / text_class: the majority class (ties: the class of the earliest
+      annotation among the tied); confidence = its vote share; the result is the first
+      annotation that chose it.
+    - bbox: the fused boxes of box_consensus; confidence = the mean pairwise IoU-matched
+      F1 of the annotations (how far the annotators agree on the whole image).
+    - ner: span_consensus; confidence = the mean pairwise exact span F1.
+    - polygon: the medoid annotation (highest summed F1 with the others); confidence =
+      the mean pairwise F1. Polygons are not averaged: their vertices do not correspond.
+    - anything else (keypoints): the most common identical result (region ids aside);
+      confidence = its share.
+    One annotation is its own consensus with confidence 1.
+    """
+    if not results:
+        raise ValueError("a task consensus needs at least one annotation")
+    results = [list(r) for r in results]
+    if len(results) == 1:
+        return TaskConsensus(result=results[0], confidence=1.0, chosen=0, method="single")
+    if kind in ("image_class", "text_class"):
+        keys = [_class_key(r) for r in results]
+        counts: dict[str, int] = {}
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+        best = max(counts.values())
+        chosen = next(i for i, key in enumerate(keys) if counts[key] == best)
+        return TaskConsensus(
+            result=results[chosen],
+            confidence=best / len(results),
+            chosen=chosen,
+            method="majority_vote",
+        )
+    if kind == "bbox":
+        confidence, _ = _mean_pairwise(
+            results, lambda a, b: region_f1(a, b, iou_threshold=iou_threshold).f1
+        )
+        fused = box_consensus(results, iou_threshold=iou_threshold)
+        return TaskConsensus(
+            result=_with_ids([f.region for f in fused]),
+            confidence=confidence,
+            chosen=None,
+            method="weighted_box_fusion",
+        )
+    if kind == "ner":
+        confidence, _ = _mean_pairwise(results, lambda a, b: span_f1(a, b, mode="exact").f1)
+        spans = span_consensus(results, text=text)
+        return TaskConsensus(
+            result=_with_ids([s.region for s in spans]),
+            confidence=confidence,
+            chosen=None,
+            method="span_majority",
+        )
+    if kind == "polygon":
+        confidence, sums = _mean_pairwise(
+            results, lambda a, b: region_f1(a, b, iou_threshold=iou_threshold).f1
+        )
+        chosen = max(range(len(results)), key=lambda i: (sums[i], -i))
+        return TaskConsensus(
+            result=results[chosen], confidence=confidence, chosen=chosen, method="medoid"
+        )
+    keys = [_comparable(r) for r in results]
+    counts = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    best = max(counts.values())
+    chosen = next(i for i, key in enumerate(keys) if counts[key] == best)
+    return TaskConsensus(
+        result=results[chosen], confidence=best / len(results), chosen=chosen, method="identical"
+    )
+
+
+def gold_score(
+    kind: str,
+    gold: Sequence[Region],
+    answer: Sequence[Region],
+    *,
+    iou_threshold: float = 0.5,
+) -> float:
+    """Return how well `answer` matches the known answer `gold` of a gold task, 0..1.
+
+    Classification: 1 for the same class (set of classes with `multiple`), else 0.
+    Boxes and polygons: the IoU-matched F1 (same label, IoU >= iou_threshold).
+    Spans: the exact span F1. Anything else: 1 when identical (region ids aside).
+    "Nothing here" against "nothing here" is 1.
+    """
+    if kind in ("image_class", "text_class"):
+        return 1.0 if _class_key(gold) == _class_key(answer) else 0.0
+    if kind in ("bbox", "polygon"):
+        return region_f1(gold, answer, iou_threshold=iou_threshold).f1
+    if kind == "ner":
+        return span_f1(gold, answer, mode="exact").f1
+    return 1.0 if _comparable(gold) == _comparable(answer) else 0.0

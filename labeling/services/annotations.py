@@ -21,13 +21,13 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from datasets.services.labels import label_publish
 from datasets.services.thumbnails import text_read_head
 from labeling.errors import InvalidAnnotation, LeaseLost
 from labeling.models import (
     Annotation,
     AnnotationRevision,
     Draft,
+    GoldItem,
     Lease,
     Project,
     SchemaRevision,
@@ -36,6 +36,8 @@ from labeling.models import (
 from labeling.results import result_validate
 from labeling.rows import sql_row, sql_rows
 from labeling.schema import schema_media_kind
+from labeling.services.gold import gold_answer_record, gold_member_check
+from labeling.services.review import task_resolve
 
 IDEMPOTENCY_KEY_MAX = 100
 # A draft is work in progress of one task: a few hundred regions at most, but a
@@ -145,8 +147,11 @@ def annotation_submit(
     project = task.project
     revision_of_schema = project.schema_revision
     clean = result_check(task=task, schema_revision=revision_of_schema, result=result)
+    submit = _submit
+    if task.status == Task.Status.GOLD or task.review == Task.Review.REJECTED:
+        submit = _submit_slow
     try:
-        return _submit(
+        return submit(
             task=task,
             project=project,
             annotator=annotator,
@@ -315,9 +320,9 @@ def _submit(
             idempotency_key=key,
         )
         if status == Task.Status.DONE:
-            # With overlap 1 this revision is the task's only annotation: no need to read
-            # the revisions back.
-            task_label_publish(
+            # Publish or send to review. With overlap 1 this revision is the task's only
+            # annotation: no need to read the revisions back.
+            task_resolve(
                 task=task,
                 project=project,
                 item=task.item,
@@ -329,6 +334,87 @@ def _submit(
                 "UPDATE labeling_project SET done_count = done_count + 1 WHERE id = %s",
                 [project.pk],
             )
+    return SubmitOutcome(annotation=annotation, revision=revision, created=True, task_status=status)
+
+
+def _submit_slow(
+    *,
+    task: Task,
+    project: Project,
+    annotator: Any,
+    result: list[dict],
+    schema_revision: SchemaRevision,
+    lease_id: int | None,
+    lead_time: int | None,
+    key: str | None,
+) -> SubmitOutcome:
+    """The submit on a gold task or on a task a reviewer rejected, through the ORM (a
+    small share of submits). A gold task has no slots: any number of annotators answer
+    it, each answer is scored (labeling.services.gold), and its status is reported as a
+    finished task of the project's overlap would be, so nothing tells a gold task
+    apart. A rejected annotation reworked by its annotator sends the task back to
+    review once no annotation of it waits for rework."""
+    now = timezone.now()
+    gold = task.status == Task.Status.GOLD
+    with transaction.atomic(durable=True):
+        locked = Task.objects.select_for_update().get(pk=task.pk)
+        annotation = (
+            Annotation.objects.select_for_update().filter(task=task, annotator=annotator).first()
+        )
+        if lease_id is not None:
+            ended = Lease.objects.filter(
+                pk=lease_id, annotator=annotator, task=task, ended_at__isnull=True
+            ).update(ended_at=now, end_reason=Lease.End.SUBMITTED)
+            if not ended:
+                raise _lease_lost(lease_id=lease_id, annotator=annotator, task=task)
+        if annotation is None:
+            if lease_id is None or not gold:
+                # A rejected task is finished: a new annotation on it has no slot.
+                raise LeaseLost(
+                    "Submitting a new annotation needs the lease from the queue "
+                    "(POST /api/v1/projects/{id}/next); send its id as `lease`.",
+                    field="lease",
+                )
+            annotation = Annotation.objects.create(
+                task=task,
+                slot=None,
+                annotator=annotator,
+                project=project,
+                revision_count=1,
+                created_at=now,
+                updated_at=now,
+            )
+        else:
+            annotation.revision_count += 1
+            annotation.updated_at = now
+            annotation.save(update_fields=["revision_count", "updated_at"])
+        revision = AnnotationRevision.objects.create(
+            annotation=annotation,
+            number=annotation.revision_count,
+            result=result,
+            schema_revision=schema_revision,
+            created_by=annotator,
+            created_at=now,
+            lead_time_ms=lead_time,
+            idempotency_key=key,
+        )
+        _draft_delete(task, annotator)
+        if gold:
+            gold_item = GoldItem.objects.select_related("schema_revision").get(task=task)
+            gold_answer_record(
+                project=project, annotation=annotation, result=result, gold=gold_item
+            )
+            gold_member_check(project=project, annotator_id=annotator.pk)
+            status = Task.Status.DONE if project.overlap == 1 else Task.Status.OPEN
+        else:
+            if annotation.needs_rework:
+                annotation.needs_rework = False
+                annotation.save(update_fields=["needs_rework"])
+            waiting = Annotation.objects.filter(task=task, needs_rework=True).exists()
+            if not waiting and locked.review == Task.Review.REJECTED:
+                locked.review = Task.Review.PENDING
+                locked.save(update_fields=["review", "updated_at"])
+            status = locked.status
     return SubmitOutcome(annotation=annotation, revision=revision, created=True, task_status=status)
 
 
@@ -364,55 +450,6 @@ def _lease_lost(*, lease_id: int, annotator: Any, task: Task) -> LeaseLost:
         "kept as a draft.",
         field="lease",
     )
-
-
-def _comparable(result: list[dict]) -> str:
-    """A result without region ids, for comparing annotations of the same item."""
-    regions = [{k: v for k, v in region.items() if k != "id"} for region in result]
-    return json.dumps(sorted(json.dumps(r, sort_keys=True) for r in regions))
-
-
-def task_label_publish(
-    *,
-    task: Task,
-    project: Project,
-    item: Any = None,
-    known: list[AnnotationRevision] | None = None,
-) -> bool:
-    """Publish the task's resolved label into datasets if it has one: the annotation
-    with overlap 1, the common result when all annotations of a task with overlap > 1
-    agree (region ids aside). Disagreements wait for review/consensus. Returns whether a
-    label was published. Runs in the caller's transaction."""
-    if known is not None:
-        revisions = known
-    else:
-        latest: dict[int, AnnotationRevision] = {}
-        for revision in (
-            AnnotationRevision.objects.filter(annotation__task=task)
-            .select_related("schema_revision", "created_by")
-            .order_by("annotation_id", "-number")
-        ):
-            latest.setdefault(revision.annotation_id, revision)
-        revisions = list(latest.values())
-    if len(revisions) < project.overlap:
-        return False
-    if len({_comparable(r.result) for r in revisions}) != 1:
-        return False
-    chosen = max(revisions, key=lambda r: r.created_at)
-    label_publish(
-        item=item if item is not None else task.item_id,
-        value=chosen.result,
-        schema_hash=chosen.schema_revision.schema_hash,
-        source=f"project:{project.pk}",
-        provenance={
-            "project": project.pk,
-            "task": task.pk,
-            "annotation_revisions": sorted(r.pk for r in revisions),
-            "annotators": sorted(r.created_by.get_username() for r in revisions),
-            "schema_revision": chosen.schema_revision.number,
-        },
-    )
-    return True
 
 
 # --- drafts -----------------------------------------------------------------------------

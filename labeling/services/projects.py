@@ -20,7 +20,15 @@ from django.utils import timezone
 
 from datasets.models import Dataset, Item
 from labeling.errors import InvalidProject, InvalidSchema
-from labeling.models import Annotation, Prediction, Project, ProjectMember, SchemaRevision, Task
+from labeling.models import (
+    Annotation,
+    Prediction,
+    Project,
+    ProjectMember,
+    ReviewMode,
+    SchemaRevision,
+    Task,
+)
 from labeling.schema import schema_hash, schema_media_kind, schema_validate
 from labeling.selectors import user_manages_projects
 from workers.services import job_submit
@@ -177,6 +185,55 @@ def _clean_members(members: Iterable[Member | dict[str, Any]] | None) -> list[tu
     return [(users[m.username], m.role) for m in wanted]
 
 
+# Review, consensus and gold settings (labeling.services.review, .gold): name -> check.
+QUALITY_FIELDS = (
+    "review_mode",
+    "review_fraction",
+    "consensus_threshold",
+    "gold_rate",
+    "gold_threshold",
+    "gold_min_answers",
+    "gold_pause",
+)
+_FRACTIONS = {
+    "review_fraction": "the share of finished tasks to review",
+    "consensus_threshold": "the consensus confidence under which a task goes to review",
+    "gold_rate": "the share of leases that serve a gold task",
+    "gold_threshold": "the gold accuracy under which an annotator is flagged",
+}
+
+
+def _clean_quality(values: dict[str, Any]) -> dict[str, Any]:
+    """Check the given quality settings; return them cleaned. Raises InvalidProject
+    naming the field."""
+    clean: dict[str, Any] = {}
+    for name, value in values.items():
+        if name == "review_mode":
+            if value not in ReviewMode.values:
+                raise InvalidProject(
+                    f"review_mode must be one of {', '.join(ReviewMode.values)}, not {value!r}.",
+                    field=name,
+                )
+        elif name in _FRACTIONS:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise InvalidProject(
+                    f"{name} is {_FRACTIONS[name]}: a number from 0 to 1, not {value!r}.",
+                    field=name,
+                )
+            value = float(value)
+        elif name == "gold_min_answers":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+                raise InvalidProject(
+                    "gold_min_answers is how many gold tasks an annotator answers before "
+                    f"their accuracy counts: a whole number from 1 to 1000, not {value!r}.",
+                    field=name,
+                )
+        elif name == "gold_pause" and not isinstance(value, bool):
+            raise InvalidProject(f"gold_pause is true or false, not {value!r}.", field=name)
+        clean[name] = value
+    return clean
+
+
 def _schema_clean(raw: Any) -> dict[str, Any]:
     """schema_validate, with error paths under `label_schema` (the request field)."""
     try:
@@ -223,9 +280,12 @@ def project_create(
     item_filter: Any = None,
     priority_rules: Any = None,
     members: Iterable[Member | dict[str, Any]] | None = None,
+    **quality: Any,
 ) -> Project:
     """Create a project with revision 1 of its label schema and its members, and submit
-    the job that makes its tasks (project.tasks_job), sent after commit.
+    the job that makes its tasks (project.tasks_job), sent after commit. `quality` are
+    the review, consensus and gold settings (QUALITY_FIELDS; the model's defaults when
+    not given).
 
     Transactional: on any error nothing is stored. Raises InvalidProject /
     InvalidSchema naming the field, PermissionDenied for a user who is not ops/admin.
@@ -238,8 +298,13 @@ def project_create(
     item_filter = _clean_item_filter(item_filter)
     priority_rules = _clean_priority_rules(priority_rules)
     member_rows = _clean_members(members)
+    unknown = sorted(set(quality) - set(QUALITY_FIELDS))
+    if unknown:
+        raise TypeError(f"project_create() got unexpected arguments {unknown}")
+    quality = _clean_quality(quality)
     with transaction.atomic(durable=True):
         project = Project.objects.create(
+            **quality,
             name=name,
             description=description or "",
             instructions=instructions or "",
@@ -275,8 +340,9 @@ def project_update(
     overlap: Any = _UNSET,
     priority_rules: Any = _UNSET,
     members: Any = _UNSET,
+    **quality: Any,
 ) -> Project:
-    """Change the given fields of a project.
+    """Change the given fields of a project (`quality`: any of QUALITY_FIELDS).
 
     A changed label schema becomes a new revision when anything (an annotation or a
     prediction) was made under the current one, which keeps its meaning; otherwise the
@@ -284,6 +350,10 @@ def project_update(
     no annotations. `members` replaces the member list. Transactional.
     """
     _require_manager(by)
+    unknown = sorted(set(quality) - set(QUALITY_FIELDS))
+    if unknown:
+        raise TypeError(f"project_update() got unexpected arguments {unknown}")
+    quality = _clean_quality(quality)
     changed: list[str] = []
     with transaction.atomic(durable=True):
         project = (
@@ -318,6 +388,9 @@ def project_update(
         if priority_rules is not _UNSET:
             project.priority_rules = _clean_priority_rules(priority_rules)
             changed.append("priority_rules")
+        for name, value in quality.items():
+            setattr(project, name, value)
+            changed.append(name)
         if members is not _UNSET:
             rows = _clean_members(members)
             ProjectMember.objects.filter(project=project).exclude(

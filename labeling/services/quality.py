@@ -80,11 +80,14 @@ def _num(value: float) -> float | None:
 
 
 def _rows(project: Project) -> Iterator[tuple[int, int, Any]]:
-    """(task id, annotator id, result) of the latest revision of every annotation."""
+    """(task id, annotator id, result) of the latest revision of every annotation of the
+    project's tasks (gold tasks aside)."""
     return (
         AnnotationRevision.objects.filter(
             annotation__project=project, number=F("annotation__revision_count")
         )
+        # Gold tasks measure annotators against a known answer, not against each other.
+        .exclude(annotation__task__status="gold")
         .order_by("annotation__task_id", "annotation__slot")
         .values_list("annotation__task_id", "annotation__annotator_id", "result")
         .iterator(chunk_size=CHUNK_SIZE)

@@ -17,6 +17,7 @@ Lock order, everywhere: the task row, then its lease rows.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,8 +26,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from labeling.errors import LabelingError, LeaseLost
-from labeling.models import Annotation, Lease, Project, Skip, Task
+from labeling.errors import AnnotatorPaused, LabelingError, LeaseLost
+from labeling.models import Annotation, Lease, Project, ProjectMember, Skip, Task
 from labeling.rows import sql_row, sql_rows
 from labeling.selectors import task_with_item
 
@@ -187,6 +188,50 @@ def _pick(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
     return sql_row(sql, {**params, "now": _db_time(params["now"])})
 
 
+# Work sent back by a reviewer comes first (the annotation_rework partial index).
+_REWORK_SQL = (
+    "SELECT a.task_id, a.slot FROM labeling_annotation a "
+    "WHERE a.annotator_id = %s AND a.project_id = %s AND a.needs_rework "
+    "ORDER BY a.updated_at LIMIT 1"
+)
+# A gold task this annotator has not answered, at random (gold sets are small: the
+# task_gold partial index holds only them).
+_GOLD_SQL = (
+    "SELECT t.id FROM labeling_task t WHERE t.project_id = %s AND t.status = 'gold' "
+    "AND NOT EXISTS (SELECT 1 FROM labeling_annotation a WHERE a.task_id = t.id "
+    "AND a.annotator_id = %s) "
+    "AND NOT EXISTS (SELECT 1 FROM labeling_skip s WHERE s.task_id = t.id AND s.annotator_id = %s) "
+    "ORDER BY random() LIMIT 1"
+)
+
+
+def _check_not_paused(project: Project, annotator: Any) -> None:
+    member = (
+        ProjectMember.objects.filter(project=project, user=annotator, paused_at__isnull=False)
+        .only("flag_reason")
+        .first()
+    )
+    if member is not None:
+        raise AnnotatorPaused(
+            "Your queue in this project is paused: "
+            + (member.flag_reason or "your gold accuracy is under the project's threshold.")
+            + " Ask the project's ops to review it with you."
+        )
+
+
+def _lease_special(*, project: Project, annotator: Any, now: datetime) -> tuple[int, Any] | None:
+    """(task id, slot) of rework or a gold task to serve before the normal pick, if any.
+    Slot None: a gold task."""
+    row = sql_row(_REWORK_SQL, [annotator.pk, project.pk])
+    if row is not None:
+        return row[0], row[1]
+    if project.gold_rate > 0 and random.random() < project.gold_rate:  # noqa: S311 (a sample, not a secret)
+        row = sql_row(_GOLD_SQL, [project.pk, annotator.pk, annotator.pk])
+        if row is not None:
+            return row[0], None
+    return None
+
+
 def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
     now = timezone.now()
     mine = _renew_mine(project=project, annotator=annotator, now=now)
@@ -194,9 +239,30 @@ def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
         return LeaseGrant(
             lease=mine, task=_task_for(mine.task_id, project, annotator), renewed=True
         )
+    _check_not_paused(project, annotator)
     expires = now + timedelta(seconds=lease_seconds())
     pick = _pick_sql(for_update=connection.features.has_select_for_update_skip_locked)
     with transaction.atomic(durable=True):
+        special = _lease_special(project=project, annotator=annotator, now=now)
+        if special is not None:
+            task_id, slot = special
+            # A rework slot or a gold task (no slot) is this annotator's alone: no pick.
+            sql_rows(
+                "UPDATE labeling_lease SET ended_at = %s, end_reason = %s WHERE task_id = %s "
+                "AND annotator_id = %s AND ended_at IS NULL",
+                [_db_time(now), Lease.End.EXPIRED, task_id, annotator.pk],
+            )
+            inserted = sql_row(
+                "INSERT INTO labeling_lease "
+                "(task_id, project_id, slot, annotator_id, leased_at, expires_at, end_reason) "
+                "VALUES (%s, %s, %s, %s, %s, %s, '') RETURNING id",
+                [task_id, project.pk, slot, annotator.pk, _db_time(now), _db_time(expires)],
+            )
+            assert inserted is not None
+            lease = _lease(inserted[0], task_id, slot, project, annotator, now, expires)
+            return LeaseGrant(
+                lease=lease, task=_task_for(task_id, project, annotator), renewed=False
+            )
         for _ in range(PICK_ATTEMPTS):
             row = _pick(pick, {"project": project.pk, "user": annotator.pk, "now": now})
             if row is None:

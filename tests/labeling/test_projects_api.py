@@ -38,7 +38,18 @@ def test_ops_create_a_project_and_its_task_job(ops, annotator, images):
     body = response.json()
     assert body["schema_revision"] == 1 and len(body["schema_hash"]) == 64
     assert body["label_schema"]["labels"][0]["color"].startswith("#")
-    assert body["members"] == [{"username": annotator.username, "role": "annotator"}]
+    assert body["members"] == [
+        {
+            "username": annotator.username,
+            "role": "annotator",
+            "flagged_at": None,
+            "flag_reason": "",
+            "paused_at": None,
+        }
+    ]
+    # Review, consensus and gold settings start at the model's defaults.
+    assert body["review_mode"] == "off"
+    assert (body["gold_rate"], body["consensus_threshold"]) == (0.1, 0.7)
     assert body["tasks_job"]["url"].startswith("/api/v1/jobs/")
     project = Project.objects.get(pk=body["id"])
     assert project_tasks_create(project=project) == 4
