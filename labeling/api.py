@@ -646,7 +646,8 @@ class LabelImportPagination(CursorPagination):
 
 class LabelImportListApi(APIView):
     """POST (multipart, ops and admins): import a label file into the project, as
-    `ground_truth` (published labels) or `predictions` (pre-annotations of `model_name`).
+    `ground_truth` (published labels), `predictions` (pre-annotations of `model_name`) or
+    `gold` (a gold set: known answers that annotators are scored against).
     `format`: coco, yolo, voc, labelstudio, conll, csv or jsonl; `match`: how a record
     names its item (file_name, external_id or sha256); `valid_only`: import the valid
     records even when others have problems (by default one problem stores nothing).

@@ -421,6 +421,7 @@ class LabelImport(models.Model):
     class Mode(models.TextChoices):
         PREDICTIONS = "predictions", "Pre-annotations"
         GROUND_TRUTH = "ground_truth", "Accepted ground truth"
+        GOLD = "gold", "Gold items (known answers to score annotators)"
 
     class Match(models.TextChoices):
         FILE_NAME = "file_name", "File name"

@@ -73,55 +73,59 @@ def gold_mark(*, project: Project, item: Any, result: Any, by: Any) -> GoldItem:
             field="item",
         )
     task.project = project
-    revision = project.schema_revision
-    clean = result_check(task=task, schema_revision=revision, result=result)
-    now = timezone.now()
+    clean = result_check(task=task, schema_revision=project.schema_revision, result=result)
     with transaction.atomic(durable=True):
-        locked = Task.objects.select_for_update().get(pk=task.pk)
-        if locked.status != Task.Status.GOLD:
-            counters = {"task_count": F("task_count") - 1}
-            if locked.status == Task.Status.DONE:
-                counters["done_count"] = F("done_count") - 1
-            Project.objects.filter(pk=project.pk).update(**counters)
-            Task.objects.filter(pk=task.pk).update(
-                status=Task.Status.GOLD, review=Task.Review.NONE, updated_at=now
-            )
-            Lease.objects.filter(task_id=task.pk, ended_at__isnull=True).update(
-                ended_at=now, end_reason=Lease.End.RELEASED
-            )
-        gold, _ = GoldItem.objects.update_or_create(
-            task=task,
-            defaults={
-                "project": project,
-                "result": clean,
-                "schema_revision": revision,
-                "created_by": by,
-            },
+        return gold_store(project=project, task=task, result=clean, by=by)
+
+
+def gold_store(*, project: Project, task: Task, result: list[dict], by: Any) -> GoldItem:
+    """gold_mark's writes for a checked `result`, in the caller's transaction (a gold set
+    import stores many in one)."""
+    revision = project.schema_revision
+    now = timezone.now()
+    locked = Task.objects.select_for_update().get(pk=task.pk)
+    if locked.status != Task.Status.GOLD:
+        counters = {"task_count": F("task_count") - 1}
+        if locked.status == Task.Status.DONE:
+            counters["done_count"] = F("done_count") - 1
+        Project.objects.filter(pk=project.pk).update(**counters)
+        Task.objects.filter(pk=task.pk).update(
+            status=Task.Status.GOLD, review=Task.Review.NONE, updated_at=now
         )
-        label_publish(
-            item=task.item,
-            value=clean,
-            schema_hash=revision.schema_hash,
-            source=f"project:{project.pk}",
-            provenance={
-                "project": project.pk,
-                "task": task.pk,
-                "gold": True,
-                "by": by.get_username(),
-                "schema_revision": revision.number,
-            },
+        Lease.objects.filter(task_id=task.pk, ended_at__isnull=True).update(
+            ended_at=now, end_reason=Lease.End.RELEASED
         )
-        annotators = set()
-        for annotation in Annotation.objects.filter(task=task):
-            latest = AnnotationRevision.objects.get(
-                annotation=annotation, number=annotation.revision_count
-            )
-            gold_answer_record(
-                project=project, annotation=annotation, result=latest.result, gold=gold
-            )
-            annotators.add(annotation.annotator_id)
-        for annotator_id in sorted(annotators):
-            gold_member_check(project=project, annotator_id=annotator_id)
+    gold, _ = GoldItem.objects.update_or_create(
+        task_id=task.pk,
+        defaults={
+            "project": project,
+            "result": result,
+            "schema_revision": revision,
+            "created_by": by,
+        },
+    )
+    label_publish(
+        item=task.item_id,
+        value=result,
+        schema_hash=revision.schema_hash,
+        source=f"project:{project.pk}",
+        provenance={
+            "project": project.pk,
+            "task": task.pk,
+            "gold": True,
+            "by": by.get_username(),
+            "schema_revision": revision.number,
+        },
+    )
+    annotators = set()
+    for annotation in Annotation.objects.filter(task_id=task.pk):
+        latest = AnnotationRevision.objects.get(
+            annotation=annotation, number=annotation.revision_count
+        )
+        gold_answer_record(project=project, annotation=annotation, result=latest.result, gold=gold)
+        annotators.add(annotation.annotator_id)
+    for annotator_id in sorted(annotators):
+        gold_member_check(project=project, annotator_id=annotator_id)
     return gold
 
 

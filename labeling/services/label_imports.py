@@ -9,7 +9,9 @@ against the project's current schema revision exactly like a submitted annotatio
   provenance {"source": "import:<id>", "import", "format", "file", "row"}; our own JSONL
   restores the provenance its lines carry (a lossless round trip);
 - `predictions`: a Prediction of model `model_name` per item (replacing that model's
-  earlier one); the item must be a task of the project.
+  earlier one); the item must be a task of the project;
+- `gold`: a gold set: each item's task becomes a gold task with the record as its known
+  answer (labeling.services.gold.gold_store); the item must be a task of the project.
 
 Guarantees: the file is read twice, first to validate every record (problems go to
 LabelImportProblem rows: row, field, reason), then, only when there were none or the
@@ -44,6 +46,7 @@ from labeling.errors import InvalidAnnotation, LabelingError
 from labeling.models import LabelImport, LabelImportProblem, Prediction, Project, Task
 from labeling.schema import schema_media_kind
 from labeling.services.annotations import result_check, task_text
+from labeling.services.gold import gold_store
 from storage.keys import is_sha256, staging_key
 from storage.services import object_open, object_put, staging_delete
 from workers.services import is_transient, job_submit
@@ -366,7 +369,10 @@ def label_import_execute(
     LabelImport.objects.filter(pk=label_import.pk).update(state=LabelImport.State.RUNNING, error="")
     LabelImportProblem.objects.filter(label_import=label_import).delete()
     problems = _Problems(label_import)
-    predictions = label_import.mode == LabelImport.Mode.PREDICTIONS
+    needs_task = label_import.mode in (
+        LabelImport.Mode.PREDICTIONS,
+        LabelImport.Mode.GOLD,
+    )  # a prediction or gold item is of a task
     seen: dict[int, Any] = {}
     records = rejected = valid = 0
     with tempfile.TemporaryFile() as spool:
@@ -374,7 +380,7 @@ def label_import_execute(
             for batch in _batches(reader.read(path, classes=classes), BATCH):
                 matched = _match(label_import, batch)
                 task_items: set[int] = set()
-                if predictions:
+                if needs_task:
                     task_items = set(
                         Task.objects.filter(
                             project=project, item_id__in=[i.pk for i in matched.values()]
@@ -388,7 +394,7 @@ def label_import_execute(
                         matched.get(index),
                         problems=problems,
                         seen=seen,
-                        task_items=task_items if predictions else None,
+                        task_items=task_items if needs_task else None,
                         revision=revision,
                         text_kind=text_kind,
                         spool=spool,
@@ -571,6 +577,20 @@ def _write(label_import: LabelImport, spool: IO[bytes], *, revision: Any) -> Non
                     unique_fields=["project", "item", "model_name"],
                     update_fields=["score", "result", "schema_revision"],
                 )
+                continue
+            if label_import.mode == LabelImport.Mode.GOLD:
+                tasks = dict(
+                    Task.objects.filter(
+                        project=project, item_id__in=[row[0] for row in rows]
+                    ).values_list("item_id", "pk")
+                )
+                for item_id, result, _, _ in rows:
+                    gold_store(
+                        project=project,
+                        task=Task(pk=tasks[item_id], item_id=item_id, project=project),
+                        result=result,
+                        by=label_import.created_by,
+                    )
                 continue
             for item_id, result, restored, row in rows:
                 if restored and restored.get("source"):

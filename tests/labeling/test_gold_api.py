@@ -263,3 +263,31 @@ def test_quality_settings_are_checked(ops, annotator):
         403,
         404,
     )
+
+
+def test_a_gold_set_is_imported_like_labels(
+    ops, annotator, celery_redis_broker, celery_worker_factory, wait_for_job
+):
+    from tests.labeling.test_label_imports_api import box_line, post, upload
+
+    project, items = make_project(ops, [annotator], count=3)
+    celery_worker_factory(celery_redis_broker)
+    api = api_for(ops)
+    response = post(
+        api,
+        project,
+        file=upload([box_line(items[0].external_id, x=7), box_line(items[1].external_id)]),
+        format="jsonl",
+        mode="gold",
+    )
+    assert response.status_code == 202, response.content
+    job = wait_for_job(response.json()["job"]["id"], timeout=60)
+    assert job.state == "succeeded", job.error
+    done = api.get(response.json()["url"]).json()
+    assert (done["state"], done["imported"]) == ("done", 2), done
+    gold = {g.task.item_id: g.result for g in GoldItem.objects.select_related("task")}
+    assert set(gold) == {items[0].pk, items[1].pk}
+    assert gold[items[0].pk][0]["value"]["x"] == 7
+    assert Task.objects.filter(project=project, status="gold").count() == 2
+    project.refresh_from_db()
+    assert project.task_count == 1

@@ -37,7 +37,7 @@ def post(api, project, **data):
     [
         ({"format": "xml"}, "format", "Unknown label format"),
         ({"format": "conll"}, "format", "texts"),
-        ({"format": "jsonl", "mode": "gold"}, "mode", "ground_truth"),
+        ({"format": "jsonl", "mode": "silver"}, "mode", "ground_truth"),
         ({"format": "jsonl", "match": "name"}, "match", "file_name"),
     ],
 )
