@@ -13,7 +13,13 @@
      region; [ ] step through regions; arrows move it (Ctrl+arrows resize a box); n
      adds a box or point in the middle of the view.
    - Drafts autosave (debounced PUT), the lease is renewed every heartbeat_seconds,
-     a refused submit shows the server's errors beside the canvas and keeps the task. */
+     a refused submit shows the server's errors beside the canvas and keeps the task.
+   - A task a reviewer rejected comes back with the review's comment in a banner
+     (#returned) and the annotator's previous result loaded.
+   - Modes: with `config.mode` naming a mode registered in window.LabelvaultModes
+     (reviewer.js registers "review"), the same editor works another queue: the mode
+     gives the queue's paths, the starting result, its own actions and keys, and gets
+     a kit of this page's functions (see `modeKit`). Without one: the annotator. */
 (function () {
   "use strict";
 
@@ -21,6 +27,8 @@
   const root = document.getElementById("annotator");
   if (!root || !S) return;
   const config = JSON.parse(document.getElementById("annotator-config").textContent);
+  // The page's mode (see the header); null on the annotator page.
+  let mode = null;
 
   // Autosave a draft this long after the last change: a burst of edits is one PUT.
   const DRAFT_DEBOUNCE_MS = 1200;
@@ -69,6 +77,7 @@
     skipForm: $("#skip-form"),
     skipError: $("#skip-error"),
     skipOther: $("#skip-other"),
+    returned: $("#returned"),
   };
 
   const app = {
@@ -219,6 +228,7 @@
     renderAttributes();
     updateButtons();
     scheduleDraft();
+    if (mode && mode.changed) mode.changed();
   }
 
   function undo() {
@@ -498,6 +508,7 @@
   }
 
   function renderProgress() {
+    if (mode && mode.renderProgress) return mode.renderProgress();
     const p = app.progress;
     ui.doneToday.textContent = Number(p.done_today || 0).toLocaleString();
     ui.remaining.textContent = p.remaining === null || p.remaining === undefined ? "–" : Number(p.remaining).toLocaleString();
@@ -505,14 +516,19 @@
 
   function updateButtons() {
     const hasTask = Boolean(app.task);
-    ui.submit.disabled = !hasTask || app.busy;
-    ui.skip.disabled = !hasTask || !app.lease || app.busy;
-    ui.skip.hidden = hasTask && !app.lease;
+    // A mode brings its own actions: the annotator's submit, skip and queue buttons are
+    // not on its page.
+    if (ui.submit) ui.submit.disabled = !hasTask || app.busy;
+    if (ui.skip) {
+      ui.skip.disabled = !hasTask || !app.lease || app.busy;
+      ui.skip.hidden = hasTask && !app.lease;
+    }
     ui.undo.disabled = !app.undo.length;
     ui.redo.disabled = !app.redo.length;
-    ui.queue.hidden = app.backIndex < 0;
+    if (ui.queue) ui.queue.hidden = app.backIndex < 0;
     const zoomable = Boolean(app.widget && app.widget.zoom);
     for (const button of [ui.zoomIn, ui.zoomOut, ui.zoomFit]) button.disabled = !zoomable;
+    if (mode && mode.updateButtons) mode.updateButtons();
   }
 
   // --- errors from a refused submit -------------------------------------------------------
@@ -555,7 +571,7 @@
   // --- drafts and the lease -------------------------------------------------------------
 
   function scheduleDraft() {
-    if (!app.task) return;
+    if (!app.task || (mode && !mode.drafts)) return;
     app.draftDirty = true;
     setSaveStatus("Unsaved changes");
     clearTimeout(app.draftTimer);
@@ -584,7 +600,7 @@
     const seconds = Math.max(5, Number(app.lease.heartbeat_seconds) || 60);
     const leaseId = app.lease.id;
     app.heartbeat = setInterval(async () => {
-      const res = await api("PATCH", `leases/${leaseId}`);
+      const res = await api("PATCH", leasePath(leaseId));
       if (!app.lease || app.lease.id !== leaseId) return;
       if (res.status === 409) {
         stopHeartbeat();
@@ -608,15 +624,21 @@
     const lease = app.lease;
     app.lease = null;
     stopHeartbeat();
-    if (lease) await api("DELETE", `leases/${lease.id}`, undefined, { keepalive });
+    if (lease) await api("DELETE", leasePath(lease.id), undefined, { keepalive });
+  }
+
+  function leasePath(id) {
+    return mode ? mode.leasePath(id) : `leases/${id}`;
   }
 
   // --- loading tasks ----------------------------------------------------------------------
 
   function startingPoint(task) {
+    if (mode) return mode.startingPoint(task);
     if (Array.isArray(task.draft)) return { result: task.draft, note: "Restored your draft." };
     if (task.annotation && task.annotation.revision) {
       const rev = task.annotation.revision;
+      if (task.review) return { result: rev.result, note: `Your annotation (revision ${rev.number}) is loaded: correct it as the reviewer asks and submit.` };
       return { result: rev.result, note: `Editing your submitted annotation (revision ${rev.number}): submitting adds a revision.` };
     }
     const predictions = (task.predictions || []).slice().sort((a, b) => (b.score ?? -Infinity) - (a.score ?? -Infinity));
@@ -642,8 +664,27 @@
     app.draftDirty = false;
     clearErrors();
     hideNotice();
+    showReturned(null);
     ui.stage.replaceChildren();
     setSaveStatus("");
+    if (mode && mode.clear) mode.clear();
+  }
+
+  /** The banner of a task a reviewer sent back: who, and what they said. */
+  function showReturned(review) {
+    if (!ui.returned) return;
+    if (!review) {
+      ui.returned.hidden = true;
+      ui.returned.replaceChildren();
+      return;
+    }
+    const when = review.created_at ? new Date(review.created_at) : null;
+    ui.returned.replaceChildren(
+      h("strong", { text: `Returned by ${review.reviewer || "a reviewer"}: ` }),
+      h("span", { class: "returned-comment", text: review.comment || "" }),
+      when && !Number.isNaN(when.getTime()) ? h("span", { class: "returned-when", text: ` (${when.toLocaleString()})` }) : null,
+    );
+    ui.returned.hidden = false;
   }
 
   async function showTask(task, { lease = null, backIndex = -1 } = {}) {
@@ -673,6 +714,8 @@
     );
     ui.tool.textContent = toolHint();
     if (start.note) showNotice(start.note, "info");
+    if (!mode) showReturned(task.review || null);
+    if (mode && mode.show) mode.show(task);
     renderProgress();
     renderLabels();
     renderRegions();
@@ -717,13 +760,19 @@
     renderAttributes();
     renderProgress();
     updateButtons();
+    const empty = mode && mode.empty ? mode.empty() : null;
     ui.stage.replaceChildren(
       h(
         "div",
         { class: "stage-message" },
-        h("h2", { text: message || "Nothing left for you in this project" }),
-        h("p", { class: "muted", text: "Every task you may take is done, or held by someone else for now." }),
-        h("p", {}, h("a", { href: config.dashboardUrl, text: "Back to the project" }), " · ", h("button", { type: "button", class: "link-button", onclick: () => goBack(), text: "Review my last task (b)" })),
+        h("h2", { text: message || (empty ? empty.title : "Nothing left for you in this project") }),
+        h("p", { class: "muted", text: empty ? empty.detail : "Every task you may take is done, or held by someone else for now." }),
+        h(
+          "p",
+          {},
+          h("a", { href: config.dashboardUrl, text: "Back to the project" }),
+          empty ? null : [" · ", h("button", { type: "button", class: "link-button", onclick: () => goBack(), text: "Review my last task (b)" })],
+        ),
       ),
     );
   }
@@ -736,7 +785,7 @@
       await saveDraft();
       if (app.lease) await releaseLease();
       root.dataset.state = "loading";
-      const res = await api("POST", `projects/${config.projectId}/next`);
+      const res = await api("POST", mode ? mode.nextPath : `projects/${config.projectId}/next`);
       app.history = null;
       if (res.status === 204) {
         showEmpty();
@@ -790,6 +839,7 @@
   // --- submit and skip --------------------------------------------------------------------
 
   async function submit() {
+    if (mode) return mode.submit ? mode.submit() : undefined;
     if (!app.task || app.busy) return;
     if (app.widget && app.widget.finishDrawing) app.widget.finishDrawing();
     app.busy = true;
@@ -1445,7 +1495,7 @@
     const ctrl = event.ctrlKey || event.metaKey;
     const key = event.key;
     const lower = key.length === 1 ? key.toLowerCase() : key;
-    if (ui.skipDialog.open) {
+    if (root.querySelector("dialog[open]")) {
       // The dialog's own keys (Escape closes it); no shape is undone behind it.
       if (ctrl && ["z", "y"].includes(lower)) event.stopPropagation();
       return;
@@ -1483,6 +1533,8 @@
       return;
     }
     if (!app.task && !["b", "?"].includes(lower)) return;
+    // A mode's own keys (the reviewer's decisions) come before the labels' hotkeys.
+    if (mode && mode.key && !event.shiftKey && key.length === 1 && mode.key(lower)) return handled(event);
 
     // A label's hotkey wins over the page's own single keys.
     if (!event.shiftKey && key.length === 1) {
@@ -1541,9 +1593,10 @@
         break;
     }
     if (event.shiftKey) return;
+    if (lower === "n") return handled(event), addAtCentre();
+    if (mode) return;
     if (lower === "s") return handled(event), openSkip();
     if (lower === "b") return handled(event), goBack();
-    if (lower === "n") return handled(event), addAtCentre();
   }
 
   function onKeyUp(event) {
@@ -1569,22 +1622,59 @@
     });
   }
 
+  /** What a mode may use of this page. */
+  function modeKit() {
+    return {
+      app,
+      config,
+      api,
+      h,
+      showNotice,
+      hideNotice,
+      showErrors,
+      clearErrors,
+      loadNext,
+      stopHeartbeat,
+      updateButtons,
+      setSaveStatus,
+      /** Show another result in the editor (a fresh start: no undo across it). */
+      setRegions(result) {
+        app.regions = S.normaliseResult(result || [], app.type);
+        app.selectedId = null;
+        app.undo = [];
+        app.redo = [];
+        app.lastEdit = { key: null, at: 0 };
+        clearErrors();
+        if (app.widget) {
+          app.widget.deselect();
+          app.widget.render();
+        }
+        changed();
+      },
+    };
+  }
+
   function init() {
-    buildSkipReasons();
-    ui.submit.addEventListener("click", () => submit());
-    ui.skip.addEventListener("click", () => openSkip());
+    const makeMode = config.mode ? (window.LabelvaultModes || {})[config.mode] : null;
+    if (config.mode && !makeMode) throw new Error(`annotator.js: no mode ${config.mode} (is its script loaded first?)`);
+    mode = makeMode ? makeMode(modeKit()) : null;
+    if (!mode) {
+      buildSkipReasons();
+      ui.submit.addEventListener("click", () => submit());
+      ui.skip.addEventListener("click", () => openSkip());
+      ui.back.addEventListener("click", () => goBack());
+      ui.queue.addEventListener("click", () => loadNext());
+      ui.skipForm.addEventListener("submit", sendSkip);
+      ui.skipForm.querySelector("[data-cancel]").addEventListener("click", () => ui.skipDialog.close());
+      ui.skipDialog.addEventListener("close", () => app.widget && app.widget.focus());
+    }
     ui.undo.addEventListener("click", () => undo());
     ui.redo.addEventListener("click", () => redo());
-    ui.back.addEventListener("click", () => goBack());
-    ui.queue.addEventListener("click", () => loadNext());
     ui.help.addEventListener("click", () => toggleInstructions());
     ui.instructionsClose.addEventListener("click", () => toggleInstructions(false));
     ui.zoomIn.addEventListener("click", () => app.widget && app.widget.zoom && app.widget.zoom.in());
     ui.zoomOut.addEventListener("click", () => app.widget && app.widget.zoom && app.widget.zoom.out());
     ui.zoomFit.addEventListener("click", () => app.widget && app.widget.zoom && app.widget.zoom.fit());
-    ui.skipForm.addEventListener("submit", sendSkip);
-    ui.skipForm.querySelector("[data-cancel]").addEventListener("click", () => ui.skipDialog.close());
-    ui.skipDialog.addEventListener("close", () => app.widget && app.widget.focus());
     window.addEventListener("keydown", onKeyDown, true);
     window.addEventListener("keyup", onKeyUp, true);
     window.addEventListener("blur", () => {
@@ -1599,7 +1689,7 @@
     // until the lease expires. Releasing here would race with the reload's request.
     window.addEventListener("pagehide", () => saveDraft({ keepalive: true }));
     // The page's state for tests and for people reading the DOM.
-    root.annotator = { app, submit, undo, redo, select, pressLabel, loadNext, goBack };
+    root.annotator = { app, mode, submit, undo, redo, select, pressLabel, loadNext, goBack };
     loadNext();
   }
 
