@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from datasets.models import Item
 from datasets.selectors import dataset_visible_to
 from labeling.errors import InvalidSchema
-from labeling.models import Project, ProjectMember
+from labeling.models import Project, ProjectMember, ReviewMode
 from labeling.schema import schema_validate
 from labeling.services.projects import MAX_OVERLAP, NAME_MAX_LENGTH, Member
 
@@ -118,6 +118,60 @@ class ProjectForm(forms.Form):
     reviewers = MemberChoiceField(
         queryset=None, required=False, widget=forms.CheckboxSelectMultiple
     )
+    # Quality: review, consensus and gold (labeling.services.review / .gold). Shares are
+    # asked as percentages and stored as fractions.
+    review_mode = forms.ChoiceField(
+        required=False,
+        label="Review",
+        choices=ReviewMode.choices,
+        initial=ReviewMode.OFF,
+        help_text="Reviewed tasks publish their label only when a reviewer accepts it.",
+    )
+    review_percent = forms.IntegerField(
+        required=False,
+        label="Review sample (%)",
+        min_value=1,
+        max_value=100,
+        initial=10,
+        help_text="With “Review a sample”: the share of finished tasks reviewers see.",
+    )
+    consensus_percent = forms.IntegerField(
+        required=False,
+        label="Consensus threshold (%)",
+        min_value=0,
+        max_value=100,
+        initial=70,
+        help_text="With overlap > 1: a task whose annotators agree less goes to review.",
+    )
+    gold_percent = forms.IntegerField(
+        required=False,
+        label="Gold tasks in queues (%)",
+        min_value=0,
+        max_value=100,
+        initial=10,
+        help_text="The share of tasks served from the gold items (when the project has some).",
+    )
+    gold_threshold_percent = forms.IntegerField(
+        required=False,
+        label="Gold accuracy threshold (%)",
+        min_value=0,
+        max_value=100,
+        initial=70,
+        help_text="Annotators under it are flagged.",
+    )
+    gold_min_answers = forms.IntegerField(
+        required=False,
+        label="Gold answers before judging",
+        min_value=1,
+        max_value=1000,
+        initial=5,
+    )
+    gold_pause = forms.BooleanField(
+        label="Pause flagged annotators",
+        required=False,
+        initial=True,
+        help_text="A paused annotator gets no task until ops resume them.",
+    )
     label_schema = forms.CharField(
         label="Label schema",
         widget=forms.Textarea(attrs={"rows": 16, "class": "code", "spellcheck": "false"}),
@@ -153,6 +207,13 @@ class ProjectForm(forms.Form):
             "label_schema": schema_text(project.schema_revision.schema)
             if project.schema_revision
             else "",
+            "review_mode": project.review_mode,
+            "review_percent": max(round(project.review_fraction * 100), 1),
+            "consensus_percent": round(project.consensus_threshold * 100),
+            "gold_percent": round(project.gold_rate * 100),
+            "gold_threshold_percent": round(project.gold_threshold * 100),
+            "gold_min_answers": project.gold_min_answers,
+            "gold_pause": project.gold_pause,
         }
 
     def clean_label_schema(self) -> dict[str, Any]:
@@ -199,7 +260,21 @@ class ProjectForm(forms.Form):
             "overlap": data["overlap"],
             "label_schema": data["label_schema"],
             "members": self.members(),
+            "gold_pause": data["gold_pause"],
         }
+        # A setting left empty keeps its current (or default) value.
+        if data.get("review_mode"):
+            fields["review_mode"] = data["review_mode"]
+        if data.get("gold_min_answers") is not None:
+            fields["gold_min_answers"] = data["gold_min_answers"]
+        for percent, name in (
+            ("review_percent", "review_fraction"),
+            ("consensus_percent", "consensus_threshold"),
+            ("gold_percent", "gold_rate"),
+            ("gold_threshold_percent", "gold_threshold"),
+        ):
+            if data.get(percent) is not None:
+                fields[name] = data[percent] / 100
         if self.project is None:
             fields["dataset"] = data["dataset"]
             fields["item_filter"] = self.item_filter()
@@ -211,7 +286,14 @@ class ProjectForm(forms.Form):
         if not path:
             return None
         head = path.split(".", 1)[0].split("[", 1)[0]
-        mapped = {"item_filter": "split", "members": "annotators"}.get(head, head)
+        mapped = {
+            "item_filter": "split",
+            "members": "annotators",
+            "review_fraction": "review_percent",
+            "consensus_threshold": "consensus_percent",
+            "gold_rate": "gold_percent",
+            "gold_threshold": "gold_threshold_percent",
+        }.get(head, head)
         if path.startswith("item_filter.tags"):
             mapped = "tags"
         return mapped if mapped in self.fields else None

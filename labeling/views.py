@@ -270,6 +270,7 @@ def _dashboard_context(request: HttpRequest, project: Project) -> dict[str, Any]
         "role": role,
         "can_annotate": role is not None,
         "tasks_job": project.tasks_job if manages else None,
+        "review_pending": selectors.review_pending_count(project=project),
     }
 
 
@@ -291,6 +292,22 @@ def project_stats(request: HttpRequest, project_id: int) -> HttpResponse:
     response = render(request, "labeling/_project_stats.html", _dashboard_context(request, project))
     response["Cache-Control"] = "no-store"
     return response
+
+
+@require_POST
+@login_required
+def member_resume(request: HttpRequest, project_id: int, username: str) -> HttpResponse:
+    """Ops clear a member's gold flag and pause (labeling.services.gold.member_resume)."""
+    from labeling.services.gold import member_resume as resume
+
+    project = _project_or_404(request, project_id)
+    _require_manager(request)
+    member = project.memberships.select_related("user").filter(user__username=username).first()
+    if member is None:
+        raise Http404(f"{username} is not a member of this project.")
+    resume(project=project, user=member.user, by=request.user)
+    messages.success(request, f"{username} is resumed: their queue is open again.")
+    return redirect("labeling:detail", project_id=project.pk)
 
 
 # --- annotate ---------------------------------------------------------------------------

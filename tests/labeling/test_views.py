@@ -268,11 +268,25 @@ def test_edit_shows_the_current_settings_and_saves_changes(client, ops, annotato
             "overlap": 1,
             "label_schema": json.dumps(schema),
             "annotators": [annotator2.pk],
+            "review_mode": "sampled",
+            "review_percent": 25,
+            "consensus_percent": 80,
+            "gold_percent": 5,
+            "gold_threshold_percent": 90,
+            "gold_min_answers": 10,
         },
     )
     assert response.status_code == 302
     project.refresh_from_db()
     assert project.name == "Renamed"
+    assert (project.review_mode, project.review_fraction, project.consensus_threshold) == (
+        "sampled",
+        0.25,
+        0.8,
+    )
+    assert (project.gold_rate, project.gold_threshold, project.gold_min_answers) == (0.05, 0.9, 10)
+    assert project.gold_pause is False  # an unticked checkbox
+    assert 'name="review_percent" value="25"' in html(client.get(f"/projects/{project.pk}/edit"))
     assert [label["name"] for label in project.schema_revision.schema["labels"]] == [
         "car",
         "person",
@@ -286,10 +300,11 @@ def test_edit_errors_stay_on_the_form(client, ops, annotator):
     client.force_login(ops)
     response = client.post(
         f"/projects/{project.pk}/edit",
-        {"name": "", "overlap": 1, "label_schema": json.dumps(BOX_SCHEMA)},
+        {"name": "", "overlap": 1, "label_schema": json.dumps(BOX_SCHEMA), "gold_percent": 150},
     )
     assert response.status_code == 400
     assert 'id="id_name_error"' in html(response)
+    assert 'id="id_gold_percent_error"' in html(response)
     project.refresh_from_db()
     assert project.name != ""
 
@@ -373,3 +388,29 @@ def test_seed_demo_makes_a_box_and_an_entity_project_to_label_once(settings, tmp
     )
     page = html(client.get("/projects/"))
     assert "Demo: cars and people" in page and "Demo: named entities" in page
+
+
+def test_ops_see_a_paused_annotator_and_resume_them(client, ops, annotator):
+    from django.utils import timezone
+
+    from labeling.models import ProjectMember
+
+    project, _ = make_project(ops, [annotator], count=1)
+    ProjectMember.objects.filter(project=project, user=annotator).update(
+        flagged_at=timezone.now(),
+        paused_at=timezone.now(),
+        flag_reason="Gold accuracy 40% over the last 10 gold tasks is under the project's 70%.",
+    )
+    client.force_login(annotator)
+    assert (
+        client.post(f"/projects/{project.pk}/members/{annotator.username}/resume").status_code
+        == 403
+    )
+    client.force_login(ops)
+    page = html(client.get(f"/projects/{project.pk}/"))
+    assert "paused" in page and "Gold accuracy 40%" in page
+    response = client.post(f"/projects/{project.pk}/members/{annotator.username}/resume")
+    assert response.status_code == 302
+    member = ProjectMember.objects.get(project=project, user=annotator)
+    assert member.paused_at is None and member.flagged_at is None
+    assert client.post(f"/projects/{project.pk}/members/nobody/resume").status_code == 404
