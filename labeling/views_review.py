@@ -65,6 +65,8 @@ def review(request: HttpRequest, project_id: int) -> HttpResponse:
         "dashboardUrl": reverse("labeling:detail", args=[project.pk]),
         # The script appends tasks/<id>/history for the task history page.
         "projectUrl": reverse("labeling:detail", args=[project.pk]),
+        # A consensus less sure than this went to review on its own: flagged "low".
+        "consensusThreshold": project.consensus_threshold,
     }
     return render(
         request,

@@ -17,7 +17,9 @@ import pytest
 from datasets.models import Label
 from labeling.management.commands.seed_demo import demo_scene_png
 from labeling.models import Annotation, ProjectMember, Review, Task
+from labeling.services.annotations import annotation_submit
 from labeling.services.projects import project_create, project_tasks_create
+from labeling.services.queue import task_lease_next
 from tests.e2e.conftest import DEFAULT_TIMEOUT_MS, VIEWPORT
 from tests.e2e.test_labeling_ui import (
     BOX_SCHEMA,
@@ -212,3 +214,103 @@ def test_a_review_round_trip_in_the_browser(live_server, browser, page, screensh
     finally:
         reviewer_context.close()
     assert not reviewer_errors, f"JavaScript errors on the reviewer's page: {reviewer_errors}"
+
+
+def submit_boxes(project: Any, annotator: Any, boxes: list[tuple[str, tuple]]) -> None:
+    """An annotation made through the services (what the annotator's page would send)."""
+    grant = task_lease_next(project=project, annotator=annotator)
+    result = [
+        {
+            "type": "rectanglelabels",
+            "value": {
+                "x": x0,
+                "y": y0,
+                "width": x1 - x0,
+                "height": y1 - y0,
+                "rectanglelabels": [label],
+            },
+        }
+        for label, (x0, y0, x1, y1) in boxes
+    ]
+    annotation_submit(task=grant.task, annotator=annotator, result=result, lease_id=grant.lease.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reviewer_compares_two_annotations_and_fixes_one(live_server, page, screenshot):
+    ops = UserFactory(username="olga", roles=["ops"])
+    anna = UserFactory(username="anna", roles=["annotator"])
+    bob = UserFactory(username="bob", roles=["annotator"])
+    rita = UserFactory(username="rita", roles=["reviewer"])
+    dataset, (item,) = dataset_with_items(
+        owner=ops, kind="image", contents=[demo_scene_png(0, IMAGE_SIZE)]
+    )
+    # No review by default: the two annotators disagree (bob misses the person), so the
+    # consensus is below the threshold and the task goes to review on its own.
+    project = project_create(
+        created_by=ops,
+        name="Two annotators per image",
+        dataset=dataset,
+        label_schema=BOX_SCHEMA,
+        overlap=2,
+        members=[
+            {"username": "anna", "role": "annotator"},
+            {"username": "bob", "role": "annotator"},
+            {"username": "rita", "role": "reviewer"},
+        ],
+    )
+    project_tasks_create(project=project)
+    submit_boxes(project, anna, [("car", CAR), ("person", PERSON)])
+    submit_boxes(project, bob, [("car", CAR)])
+    task = Task.objects.get(project=project)
+    assert task.review == Task.Review.PENDING
+    assert not Label.objects.filter(item=item).exists()
+    anna_annotation = Annotation.objects.get(task=task, annotator=anna)
+    bob_annotation = Annotation.objects.get(task=task, annotator=bob)
+
+    log_in(page, live_server, "rita", f"/projects/{project.pk}/review")
+    assert wait_for_review_task(page) == str(task.pk)
+    proposal = page.locator("#review-proposal").inner_text()
+    assert "Consensus of the annotations" in proposal
+    assert "low" in proposal  # the confidence under the threshold is flagged
+    assert page.locator("#review-annotations li").count() == 2
+
+    # "View" switches the editor between the annotations.
+    page.click(f"#review-annotations li[data-annotation-id='{bob_annotation.pk}'] button")
+    wait_for_regions(page, 1)
+    page.click(f"#review-annotations li[data-annotation-id='{anna_annotation.pk}'] button")
+    wait_for_regions(page, 2)
+    pressed = page.locator("#review-annotations button[aria-pressed=true]")
+    assert "anna" in pressed.inner_text()
+    # A reject of a task with several annotations asks which one (the one viewed first).
+    page.keyboard.press("r")
+    page.wait_for_selector("#reject-dialog[open]")
+    assert page.locator("#reject-target-row").is_visible()
+    assert page.locator("#reject-annotation").input_value() == str(anna_annotation.pk)
+    page.click("#reject-dialog [data-cancel]")
+    page.wait_for_selector("#reject-dialog[open]", state="detached")
+
+    # Bob's annotation, with the person box the reviewer draws: Fix & accept.
+    page.click(f"#review-annotations li[data-annotation-id='{bob_annotation.pk}'] button")
+    wait_for_regions(page, 1)
+    page.wait_for_timeout(150)
+    at = image_point(page)
+    page.keyboard.press("2")
+    drag(page, at(*PERSON[:2]), at(*PERSON[2:]))
+    wait_for_regions(page, 2)
+    page.wait_for_selector("#btn-fix:not([disabled])")
+    assert page.locator("#btn-accept").is_disabled()
+    screenshot("review-fix")
+    page.keyboard.press("f")
+    page.wait_for_selector("#annotator[data-state=empty]")
+
+    fixed = Review.objects.get(task=task)
+    assert fixed.decision == "fix"
+    assert fixed.annotation_id == bob_annotation.pk
+    assert fixed.revision.created_by == rita
+    assert fixed.revision.number == 2
+    label = Label.objects.get(item=item)
+    assert sorted(r["value"]["rectanglelabels"][0] for r in label.value) == ["car", "person"]
+    person = next(r["value"] for r in label.value if r["value"]["rectanglelabels"] == ["person"])
+    assert abs(person["x"] - PERSON[0]) <= 3 and abs(person["y"] - PERSON[1]) <= 3
+    task.refresh_from_db()
+    assert task.review == Task.Review.ACCEPTED

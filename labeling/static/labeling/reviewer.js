@@ -95,7 +95,9 @@
           { class: "review-confidence", id: "review-confidence" },
           "Confidence ",
           h("strong", { text: confidence === null ? "–" : `${Math.round(confidence * 100)}%` }),
-          confidence !== null && confidence < 0.6 ? h("span", { class: "flag", text: "low" }) : null,
+          confidence !== null && confidence < Number(config.consensusThreshold)
+            ? h("span", { class: "flag", title: `under the project's threshold of ${Math.round(config.consensusThreshold * 100)}%`, text: "low" })
+            : null,
         ),
       );
       const annotations = annotationsOf(task);
@@ -173,6 +175,7 @@
       ui.accept.title = changedLabel ? "You edited the label: Fix & accept submits your version (or undo your edits)" : "Accept the label shown";
       ui.reject.disabled = !ready || !annotationsOf(app.task || {}).length;
       ui.fix.disabled = !ready || !changedLabel;
+      if (app.task && !app.busy) kit.setSaveStatus(changedLabel ? "Edited: not sent yet" : "");
     }
 
     // --- decisions ---------------------------------------------------------------------
