@@ -25,7 +25,9 @@ from tests.e2e.test_labeling_ui import (
     BOX_SCHEMA,
     CAR,
     IMAGE_SIZE,
+    NER_SCHEMA,
     PERSON,
+    TEXT,
     drag,
     log_in,
     regions,
@@ -314,3 +316,66 @@ def test_a_reviewer_compares_two_annotations_and_fixes_one(live_server, page, sc
     assert abs(person["x"] - PERSON[0]) <= 3 and abs(person["y"] - PERSON[1]) <= 3
     task.refresh_from_db()
     assert task.review == Task.Review.ACCEPTED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_span_task_is_reviewed_with_its_lease_renewed_after_an_empty_queue(
+    live_server, page, settings
+):
+    from labeling.models import ReviewLease
+
+    settings.LABELING_LEASE_SECONDS = 25  # a heartbeat every 5 s
+    ops = UserFactory(username="olga", roles=["ops"])
+    anna = UserFactory(username="anna", roles=["annotator"])
+    UserFactory(username="rita", roles=["reviewer"])
+    dataset, (item,) = dataset_with_items(owner=ops, kind="text", contents=[TEXT.encode()])
+    project = project_create(
+        created_by=ops,
+        name="Reviewed entities",
+        dataset=dataset,
+        label_schema=NER_SCHEMA,
+        members=[
+            {"username": "anna", "role": "annotator"},
+            {"username": "rita", "role": "reviewer"},
+        ],
+        review_mode="all",
+    )
+    project_tasks_create(project=project)
+
+    # Nothing submitted yet: a friendly empty state, and no lease taken.
+    log_in(page, live_server, "rita", f"/projects/{project.pk}/review")
+    page.wait_for_selector("#annotator[data-state=empty]")
+    stage = page.locator("#stage").inner_text()
+    assert "Nothing waits for review" in stage and "Check back later" in stage
+    assert page.locator("#btn-accept").is_disabled()
+    assert not ReviewLease.objects.exists()
+
+    grant = task_lease_next(project=project, annotator=anna)
+    spans = [
+        {"type": "labels", "value": {"start": 0, "end": 5, "labels": ["PER"]}},
+        {"type": "labels", "value": {"start": 15, "end": 20, "labels": ["LOC"]}},
+    ]
+    annotation_submit(task=grant.task, annotator=anna, result=spans, lease_id=grant.lease.pk)
+
+    page.reload()
+    page.wait_for_selector("#annotator[data-state=task]")
+    page.wait_for_selector("#btn-accept:not([disabled])")
+    assert page.locator(".text-doc").evaluate("d => d.textContent") == TEXT
+    wait_for_regions(page, 2)
+    assert page.locator("#regions li.region").count() == 2
+    lease = ReviewLease.objects.get(ended_at__isnull=True)
+    first_expiry = lease.expires_at
+    page.wait_for_timeout(6_000)
+    lease.refresh_from_db()
+    assert lease.ended_at is None
+    assert lease.expires_at > first_expiry
+
+    page.click("#btn-accept")
+    page.wait_for_selector("#annotator[data-state=empty]")
+    lease.refresh_from_db()
+    assert lease.end_reason == ReviewLease.End.DECIDED
+    label = Label.objects.get(item=item)
+    assert sorted((r["value"]["start"], r["value"]["labels"][0]) for r in label.value) == [
+        (0, "PER"),
+        (15, "LOC"),
+    ]
