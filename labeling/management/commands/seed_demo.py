@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
 from PIL import Image, ImageDraw
 
 from datasets.models import Dataset, Version
@@ -27,9 +31,23 @@ from datasets.services.parquet import version_parquet_write
 from datasets.services.thumbnails import thumbnails_submit
 from datasets.services.versions import SnapshotRequest, version_snapshot
 from labeling import roles
-from labeling.models import Project
+from labeling.errors import AnnotatorPaused
+from labeling.models import (
+    Annotation,
+    AnnotationRevision,
+    GoldAnswer,
+    Project,
+    ProjectMember,
+    QualityReport,
+    Review,
+)
+from labeling.services.annotations import annotation_submit
+from labeling.services.dashboard import quality_report_create
+from labeling.services.gold import gold_mark
 from labeling.services.predictions import predictions_import
 from labeling.services.projects import Member, project_create, project_tasks_create
+from labeling.services.queue import task_lease_next
+from labeling.services.review import latest_revisions, review_decide, review_lease_next
 from labeling.services.roles import roles_ensure
 from storage.errors import StorageUnavailable
 
@@ -256,6 +274,254 @@ def _box_predictions(project: Any, item_ids: list[int]) -> None:
     predictions_import(project=project, rows=rows)
 
 
+# --- the quality demo: a simulated crowd on a classification project ---------------------
+
+# Five annotators of known accuracy and speed label every camera image three times
+# (overlap 3) through the real queue; gold images are mixed in, a reviewer reviews a
+# sample, and an agreement report is stored: the Quality tab has real numbers.
+DEMO_CAMERA_COUNT = 60
+DEMO_CAMERA_SIZE = (240, 160)
+DEMO_TIMES_OF_DAY = ("day", "dusk", "night")
+DEMO_CLASS_SCHEMA: dict[str, Any] = {
+    "type": "image_class",
+    "labels": [
+        {"name": "day", "color": "#f5b400", "hotkey": "1"},
+        {"name": "dusk", "color": "#e6194b", "hotkey": "2"},
+        {"name": "night", "color": "#1f3c88", "hotkey": "3"},
+    ],
+}
+DEMO_CLASS_INSTRUCTIONS = """\
+## Time of day
+Pick the time of day of each traffic camera image: **day**, **dusk** or **night**.
+Street lights and headlights on a dark sky mean night; an orange or pink sky dusk.
+"""
+# username -> (probability of the right label, median seconds per image)
+DEMO_CROWD: dict[str, tuple[float, float]] = {
+    "crowd-ana": (0.96, 4.0),
+    "crowd-ben": (0.9, 6.5),
+    "crowd-chloe": (0.82, 3.0),
+    "crowd-dev": (0.7, 9.0),
+    "crowd-eli": (0.45, 2.2),
+}
+DEMO_GOLD_COUNT = 8
+# Days the simulated work is spread over (ending today), so the daily charts have shape.
+DEMO_WORK_DAYS = 12
+DEMO_SEED = 7
+
+
+def demo_camera_png(seed: int, size: tuple[int, int] = DEMO_CAMERA_SIZE) -> bytes:
+    """A traffic camera frame whose sky says its time of day
+    (DEMO_TIMES_OF_DAY[seed % 3]), different for every seed."""
+    width, height = size
+    kind = DEMO_TIMES_OF_DAY[seed % 3]
+    jitter = seed * 13 % 30
+    sky = {
+        "day": (110 + jitter, 170 + jitter // 2, 235),
+        "dusk": (230, 120 + jitter, 90 + jitter),
+        "night": (12 + jitter // 3, 18 + jitter // 3, 45 + jitter),
+    }[kind]
+    image = Image.new("RGB", size, sky)
+    draw = ImageDraw.Draw(image)
+    horizon = int(height * 0.6)
+    road = (70, 70, 76) if kind != "night" else (30, 30, 34)
+    draw.rectangle((0, horizon, width, height), fill=road)
+    draw.polygon(
+        [
+            (width // 2 - 4, horizon),
+            (width // 2 + 4, horizon),
+            (width // 2 + 14, height),
+            (width // 2 - 14, height),
+        ],
+        fill=(210, 210, 200),
+    )
+    x = 20 + seed * 29 % (width - 80)
+    draw.rounded_rectangle((x, horizon - 10, x + 56, horizon + 18), radius=6, fill=(160, 40, 40))
+    if kind == "night":
+        for lx in (x + 6, x + 42):
+            draw.ellipse((lx, horizon + 4, lx + 8, horizon + 12), fill=(255, 250, 200))
+        for px in range(10, width, 60):
+            draw.ellipse((px, 20, px + 6, 26), fill=(255, 230, 150))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _choice(name: str) -> list[dict[str, Any]]:
+    return [{"type": "choices", "value": {"choices": [name]}}]
+
+
+def _crowd_ensure() -> list[Any]:
+    """The crowd's users (annotators who cannot log in: they only exist to make data)."""
+    User = get_user_model()
+    group = Group.objects.get(name=roles.ANNOTATOR)
+    users = []
+    for username in DEMO_CROWD:
+        user, created = User.objects.get_or_create(
+            username=username, defaults={"email": f"{username}@demo.labelvault.invalid"}
+        )
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        user.groups.add(group)
+        users.append(user)
+    return users
+
+
+def _crowd_work(
+    project: Project, crowd: list[Any], truth: dict[int, str], rng: random.Random
+) -> list[int]:
+    """Every crowd member takes tasks from the real queue in turn (gold ones included,
+    as the queue mixes them in) and submits the right label with their accuracy, another
+    one otherwise, with a lead time around their speed; a paused member stops. Return
+    the ids of the annotations made or changed, in the order of the work."""
+    order: list[int] = []
+    active = list(crowd)
+    while active:
+        for user in list(active):
+            try:
+                grant = task_lease_next(project=project, annotator=user)
+            except AnnotatorPaused:
+                grant = None
+            if grant is None:
+                active.remove(user)
+                continue
+            accuracy, seconds = DEMO_CROWD[user.username]
+            right = truth[grant.task.item_id]
+            label = right
+            if rng.random() > accuracy:
+                label = rng.choice([n for n in DEMO_TIMES_OF_DAY if n != right])
+            outcome = annotation_submit(
+                task=grant.task,
+                annotator=user,
+                result=_choice(label),
+                lease_id=grant.lease.pk,
+                lead_time_ms=int(seconds * 1000 * rng.lognormvariate(0, 0.35)),
+            )
+            order.append(outcome.annotation.pk)
+    return order
+
+
+def _crowd_review(project: Project, reviewer: Any, truth: dict[int, str], limit: int) -> int:
+    """The reviewer works through up to `limit` tasks waiting for review: a right
+    majority is accepted (one odd answer out of two is sent back instead), a wrong one
+    is fixed or its first wrong annotation sent back, in turn. Return how many decisions
+    were made."""
+    decided = 0
+    while decided < limit:
+        grant = review_lease_next(project=project, reviewer=reviewer)
+        if grant is None:
+            break
+        task = grant.task
+        task.project = project
+        right = truth[task.item_id]
+        revisions = latest_revisions(task_id=task.pk)
+        wrong = [r for r in revisions if not r.result or r.result[0]["value"]["choices"] != [right]]
+        decide = {"task": task, "reviewer": reviewer, "review_lease_id": grant.lease.pk}
+        comment = f"This frame is {right}: look at the sky and the lights."
+        if wrong and (len(wrong) * 2 > len(revisions) or decided % 2):
+            if len(wrong) * 2 > len(revisions) and decided % 2:
+                review_decide(
+                    **decide,
+                    decision="fix",
+                    annotation_id=wrong[0].annotation_id,
+                    result=_choice(right),
+                )
+            else:
+                review_decide(
+                    **decide,
+                    decision="reject",
+                    comment=comment,
+                    annotation_id=wrong[0].annotation_id,
+                )
+        else:
+            review_decide(**decide, decision="accept")
+        decided += 1
+    return decided
+
+
+def _spread_over_days(annotation_ids: list[int], reviewer: Any, project: Project) -> None:
+    """Date the simulated work as if it had taken DEMO_WORK_DAYS days, in its order (the
+    services stamp everything now): annotations, their revisions, gold answers and
+    reviews. Demo data only."""
+    now = timezone.now()
+    total = len(annotation_ids)
+    for n, annotation_id in enumerate(annotation_ids):
+        day = DEMO_WORK_DAYS - 1 - n * DEMO_WORK_DAYS // max(total, 1)
+        when = now - timedelta(days=day, minutes=total - n)
+        Annotation.objects.filter(pk=annotation_id).update(created_at=when, updated_at=when)
+        AnnotationRevision.objects.filter(annotation_id=annotation_id).update(created_at=when)
+        GoldAnswer.objects.filter(annotation_id=annotation_id).update(
+            created_at=when, updated_at=when
+        )
+    # A review comes a little after the task's last annotation (a dozen rows).
+    for review in Review.objects.filter(project=project, reviewer=reviewer):
+        last = Annotation.objects.filter(task_id=review.task_id).aggregate(at=Max("updated_at"))
+        Review.objects.filter(pk=review.pk).update(created_at=last["at"] + timedelta(minutes=5))
+
+
+def demo_quality_ensure(*, owner: Any) -> str:
+    """The quality demo: a classification project with overlap 3 on a dataset of camera
+    frames, worked by the simulated crowd through the real queue, gold, review and
+    agreement services. Does nothing once the project has its agreement report."""
+    User = get_user_model()
+    reviewer = User.objects.get(username=DEMO_REVIEWER)
+    cameras = _dataset_ensure(
+        owner=owner,
+        name="Demo traffic cameras",
+        kind="image",
+        description="Camera frames drawn by seed_demo at day, dusk and night.",
+    )
+    item_ids = _items_ensure(
+        cameras,
+        [(f"camera-{n:03d}.png", demo_camera_png(n)) for n in range(DEMO_CAMERA_COUNT)],
+    )
+    truth = {item_id: DEMO_TIMES_OF_DAY[n % 3] for n, item_id in enumerate(item_ids)}
+    crowd = _crowd_ensure()
+    name = "Demo: time of day (crowd)"
+    project = Project.objects.filter(name=name, dataset=cameras).first()
+    if project is None:
+        project = project_create(
+            created_by=owner,
+            name=name,
+            dataset=cameras,
+            label_schema=DEMO_CLASS_SCHEMA,
+            instructions=DEMO_CLASS_INSTRUCTIONS,
+            description="Made by seed_demo: a simulated crowd of five, for the Quality tab.",
+            overlap=3,
+            members=[Member(u.username) for u in crowd] + [Member(DEMO_REVIEWER, "reviewer")],
+            review_mode="sampled",
+            review_fraction=0.25,
+            gold_rate=0.3,
+            gold_threshold=0.65,
+            gold_min_answers=5,
+            # Flag, do not pause: with overlap 3 a paused member would leave tasks
+            # without their third annotator in a five-person crowd.
+            gold_pause=False,
+        )
+    project_tasks_create(project=project)
+    report = QualityReport.objects.filter(project=project).order_by("-created_at").first()
+    if report is None:
+        project.refresh_from_db()
+        # The last images are gold (known answers), spread over the classes.
+        for item_id in item_ids[-DEMO_GOLD_COUNT:]:
+            gold_mark(project=project, item=item_id, result=_choice(truth[item_id]), by=owner)
+        project.refresh_from_db()
+        rng = random.Random(DEMO_SEED)
+        order = _crowd_work(project, crowd, truth, rng)
+        _crowd_review(project, reviewer, truth, limit=30)
+        order += _crowd_work(project, crowd, truth, rng)  # the rejected ones, redone
+        # Keep each annotation's first place in the order (a redo keeps its date).
+        seen: set[int] = set()
+        _spread_over_days([a for a in order if not (a in seen or seen.add(a))], reviewer, project)
+        report = quality_report_create(project=project)
+    flagged = ProjectMember.objects.filter(project=project, flagged_at__isnull=False).count()
+    return (
+        f"{cameras.name} ({len(item_ids)} images) -> project {project.name!r}: "
+        f"{report.annotation_count} annotations by {len(crowd)} simulated annotators, "
+        f"{flagged} flagged (/projects/{project.pk}/quality)"
+    )
+
+
 def demo_data_ensure() -> list[str]:
     """Create the demo datasets and projects that are missing; return what exists."""
     User = get_user_model()
@@ -294,6 +560,7 @@ def demo_data_ensure() -> list[str]:
         schema=DEMO_NER_SCHEMA,
         instructions=DEMO_NER_INSTRUCTIONS,
     )
+    quality = demo_quality_ensure(owner=owner)
     images.refresh_from_db()
     texts.refresh_from_db()
     return [
@@ -302,6 +569,7 @@ def demo_data_ensure() -> list[str]:
         f"(/datasets/{images.pk}/versions/{version.pk})",
         f"{texts.name} ({texts.item_count} texts) -> project {entities.name!r} "
         f"(/projects/{entities.pk}/)",
+        quality,
     ]
 
 
