@@ -301,6 +301,14 @@ def test_a_reviewer_compares_two_annotations_and_fixes_one(live_server, page, sc
     wait_for_regions(page, 2)
     page.wait_for_selector("#btn-fix:not([disabled])")
     assert page.locator("#btn-accept").is_disabled()
+    # Viewing another annotation now would drop the edit: the page asks first.
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click(f"#review-annotations li[data-annotation-id='{anna_annotation.pk}'] button")
+    page.wait_for_timeout(200)
+    assert asked == ["Discard your edits to the label shown?"]
+    wait_for_regions(page, 2)
+    assert "bob" in page.locator("#review-annotations button[aria-pressed=true]").inner_text()
     screenshot("review-fix")
     page.keyboard.press("f")
     page.wait_for_selector("#annotator[data-state=empty]")

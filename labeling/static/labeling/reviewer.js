@@ -152,6 +152,8 @@
     function view(which) {
       if (!app.task || app.busy) return;
       if (which === state.view && !edited()) return;
+      // Switching shows another result: the reviewer's edits would be gone.
+      if (edited() && !window.confirm("Discard your edits to the label shown?")) return;
       let result;
       if (which === "proposal") {
         result = proposalOf(app.task).result;
