@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -28,7 +28,7 @@ from django.core import signing
 from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 from django.db.models.fields.json import KeyTransform
 
-from datasets.models import Dataset, Import, ImportEntry, Item, ItemTag
+from datasets.models import Dataset, Import, ImportEntry, Item, ItemTag, Label
 
 T = TypeVar("T")
 
@@ -351,3 +351,9 @@ def import_rejected_page(
         cursor=cursor,
         size=size,
     )
+
+
+def label_values(*, item_ids: Iterable[int]) -> dict[int, Any]:
+    """The published label value of each of the items that has one (one query; keep the
+    list to a few thousand ids)."""
+    return dict(Label.objects.filter(item_id__in=list(item_ids)).values_list("item_id", "value"))

@@ -1033,3 +1033,17 @@ class MemberResumeApi(APIView):
             raise Http404(f"{username!r} is not a member of project {project_id}.")
         member = gold.member_resume(project=project, user=member.user, by=request.user)
         return Response(MemberOutput(member).data)
+
+
+class ProjectConsensusApi(APIView):
+    """Apply Dawid-Skene consensus to the project's finished classification tasks (ops
+    and admins): 202 with the job. Tasks under the consensus threshold go to review;
+    the others get the Dawid-Skene class as their label."""
+
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = _project_or_404(request, project_id)
+        if not selectors.user_manages_projects(request.user):
+            raise PermissionDenied("Only ops and admins resolve a project's consensus.")
+        job = review.project_consensus_submit(project=project, created_by=request.user)
+        return Response({"job": job_ref(job.pk)}, status=status.HTTP_202_ACCEPTED)

@@ -25,6 +25,11 @@ urlpatterns = [
     path("tasks/<int:task_id>/history", api.TaskHistoryApi.as_view(), name="api-task-history"),
     path("projects/<int:project_id>/gold", api.GoldListApi.as_view(), name="api-project-gold"),
     path(
+        "projects/<int:project_id>/consensus",
+        api.ProjectConsensusApi.as_view(),
+        name="api-project-consensus",
+    ),
+    path(
         "projects/<int:project_id>/members/<str:username>/resume",
         api.MemberResumeApi.as_view(),
         name="api-member-resume",

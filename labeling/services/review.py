@@ -474,3 +474,119 @@ def _fix_revision(
     )
     revision.annotation = annotation
     return revision
+
+
+# --- project-wide consensus (Dawid-Skene) ---------------------------------------------------
+
+CONSENSUS_JOB_KIND = "project_consensus"
+CONSENSUS_JOB_HANDLER = "labeling.services.review.project_consensus_job_run"
+CONSENSUS_CHUNK = 2000
+
+
+def project_consensus_submit(*, project: Project, created_by: Any = None) -> Any:
+    """Submit the job that applies Dawid-Skene consensus to the project (after commit).
+    Classification projects with overlap > 1 only: InvalidReview otherwise."""
+    from workers.services import job_submit
+
+    kind = project.schema_revision.schema["type"] if project.schema_revision else None
+    if kind not in ("image_class", "text_class") or project.overlap < 2:
+        raise InvalidReview(
+            "Dawid-Skene consensus is for classification projects with overlap 2 or more; "
+            "boxes, polygons and spans are resolved per task as they finish.",
+            field="project",
+        )
+    return job_submit(
+        kind=CONSENSUS_JOB_KIND,
+        handler=CONSENSUS_JOB_HANDLER,
+        params={"project_id": project.pk},
+        created_by=created_by,
+    )
+
+
+def project_consensus_job_run(ctx: Any) -> dict[str, Any]:
+    """Job handler: params {"project_id"}; see project_consensus_apply."""
+    project = (
+        Project.objects.select_related("schema_revision")
+        .filter(pk=ctx.params["project_id"])
+        .first()
+    )
+    if project is None:
+        return {"project": "gone"}
+    return project_consensus_apply(project=project, progress=ctx.progress)
+
+
+def _choices_result(label: str, multiple: bool) -> list[dict]:
+    choices = label.split("+") if multiple else [label]
+    return [{"id": "c1", "type": "choices", "value": {"choices": choices}}]
+
+
+def project_consensus_apply(*, project: Project, progress: Any = None) -> dict[str, Any]:
+    """Re-resolve the project's finished, unreviewed classification tasks with
+    Dawid-Skene, which weighs each annotator by their estimated accuracy over the whole
+    project (a task's majority vote, used as tasks finish, cannot):
+
+    - a task whose Dawid-Skene confidence is under project.consensus_threshold goes to
+      review (its published label, if any, stays until a reviewer decides);
+    - otherwise its label is (re)published as the Dawid-Skene class when that differs
+      from the published one (provenance consensus "dawid_skene" with the confidence).
+
+    Tasks in review, reviewed or gold are left alone. Streams the tasks in chunks of
+    CONSENSUS_CHUNK (one transaction each); safe to run again (it converges: a second
+    run changes nothing). Returns counts.
+    """
+    from datasets.selectors import label_values
+    from labeling.services.quality import project_quality
+
+    schema = project.schema_revision.schema
+    multiple = bool(schema.get("multiple"))
+    threshold = project.consensus_threshold
+    report = project_quality(project=project, threshold=threshold, items=True)
+    per_task = report.get("items") or []
+    counts = {"tasks": len(per_task), "republished": 0, "to_review": 0, "unchanged": 0}
+    for start in range(0, len(per_task), CONSENSUS_CHUNK):
+        chunk = per_task[start : start + CONSENSUS_CHUNK]
+        by_task = {row["task"]: row for row in chunk}
+        with transaction.atomic(durable=True):
+            open_tasks = list(
+                Task.objects.select_for_update()
+                .filter(
+                    pk__in=list(by_task),
+                    status=Task.Status.DONE,
+                    review=Task.Review.NONE,
+                )
+                .order_by("pk")
+                .values_list("pk", "item_id")
+            )
+            published = label_values(item_ids=[item_id for _, item_id in open_tasks])
+            to_review = []
+            for task_id, item_id in open_tasks:
+                row = by_task[task_id]
+                confidence = row["dawid_skene_confidence"] or 0.0
+                if confidence < threshold:
+                    to_review.append(task_id)
+                    continue
+                value = published.get(item_id)
+                current = (
+                    "+".join(sorted(value[0]["value"]["choices"]))
+                    if value and value[0].get("type") == "choices"
+                    else None
+                )
+                if current == row["dawid_skene"]:
+                    counts["unchanged"] += 1
+                    continue
+                task = Task(pk=task_id, item_id=item_id, project=project)
+                _publish(
+                    task=task,
+                    project=project,
+                    result=_choices_result(row["dawid_skene"], multiple),
+                    revisions=latest_revisions(task_id=task_id),
+                    extra={"consensus": "dawid_skene", "confidence": confidence},
+                )
+                counts["republished"] += 1
+            Task.objects.filter(pk__in=to_review).update(
+                review=Task.Review.PENDING, updated_at=timezone.now()
+            )
+            counts["to_review"] += len(to_review)
+        if progress is not None:
+            progress(min(start + CONSENSUS_CHUNK, len(per_task)), len(per_task))
+    return counts

@@ -299,3 +299,75 @@ def test_box_consensus_fuses_the_boxes(ops, annotator, annotator2):
     [fused] = label.value
     assert fused["value"]["x"] == pytest.approx(12)
     assert label.provenance["consensus"] == "weighted_box_fusion"
+
+
+def test_dawid_skene_overrules_a_majority_of_unreliable_annotators(
+    ops, annotator, annotator2, celery_redis_broker, celery_worker_factory, wait_for_job
+):
+    """Two reliable annotators and three who are right 60% of the time: where the three
+    agree against the two, majority vote follows them; Dawid-Skene learns whom to trust
+    (five annotators: with three, its model has as many parameters as there are answer
+    patterns and cannot tell annotators apart)."""
+    import random
+
+    from labeling.models import Task as TaskModel
+    from labeling.services.annotations import annotation_submit
+    from labeling.services.queue import task_lease_next
+
+    others = [UserFactory(roles=["annotator"]) for _ in range(3)]
+    crowd = [(annotator, 0.95), (annotator2, 0.95)] + [(user, 0.6) for user in others]
+    project, items = make_project(
+        ops,
+        [user for user, _ in crowd],
+        kind="text",  # distinct contents for many items
+        schema={**CLASS_SCHEMA, "type": "text_class"},
+        overlap=5,
+        count=40,
+        consensus_threshold=0.5,
+    )
+    rng = random.Random(11)
+    truth = {item.pk: rng.choice(["cat", "dog"]) for item in items}
+    flip = {"cat": "dog", "dog": "cat"}
+    for user, accuracy in crowd:
+        while (grant := task_lease_next(project=project, annotator=user)) is not None:
+            right = truth[grant.task.item_id]
+            answer = right if rng.random() < accuracy else flip[right]
+            task = TaskModel.objects.select_related("item__asset", "project").get(pk=grant.task.pk)
+            annotation_submit(
+                task=task, annotator=user, result=choice(answer), lease_id=grant.lease.pk
+            )
+
+    def labels():
+        return {
+            label.item_id: label.value[0]["value"]["choices"][0]
+            for label in Label.objects.filter(item__in=items)
+        }
+
+    before = labels()
+    wrong_before = sum(before[pk] != truth[pk] for pk in before)
+    assert wrong_before, "the seed gives tasks where the unreliable three outvote"
+
+    assert api_for(annotator).post(f"/api/v1/projects/{project.pk}/consensus").status_code == 403
+    celery_worker_factory(celery_redis_broker)
+    response = api_for(ops).post(f"/api/v1/projects/{project.pk}/consensus")
+    assert response.status_code == 202, response.content
+    job = wait_for_job(response.json()["job"]["id"], timeout=60)
+    assert job.state == "succeeded", job.error
+    after = labels()
+    changed = [pk for pk in after if after[pk] != before.get(pk)]
+    assert job.report["republished"] == len(changed) > 0
+    wrong_after = sum(after[pk] != truth[pk] for pk in after)
+    assert wrong_after < wrong_before
+    fixed = Label.objects.get(item_id=changed[0])
+    assert fixed.provenance["consensus"] == "dawid_skene"
+    assert fixed.provenance["confidence"] >= 0.5
+    # Running it again changes nothing.
+    again = api_for(ops).post(f"/api/v1/projects/{project.pk}/consensus")
+    assert wait_for_job(again.json()["job"]["id"], timeout=60).report["republished"] == 0
+
+
+def test_dawid_skene_is_for_classification_with_overlap(ops, annotator):
+    project, _ = make_project(ops, [annotator], count=1)
+    response = api_for(ops).post(f"/api/v1/projects/{project.pk}/consensus")
+    assert response.status_code == 400
+    assert "classification" in response.json()["detail"]
