@@ -41,7 +41,14 @@ from labeling.services import projects as project_services
 PROJECTS_PER_PAGE = 50
 # Keys of the annotator page that a label's hotkey shadows (labeling/static/labeling/
 # annotator.js); the reserved ones (s, z, y, b) a schema cannot take at all.
-PAGE_KEYS = {"n": "add a box or point in the middle of the view", "0": "fit the image"}
+PAGE_KEYS = {
+    "n": "add a box or point in the middle of the view",
+    "0": "fit the image",
+    # The reviewer's page (reviewer.js): there the decision wins over the label.
+    "a": "accept on the review page",
+    "r": "reject on the review page",
+    "f": "fix & accept on the review page",
+}
 SCHEMA_TYPE_NAMES = {
     "bbox": "Bounding boxes",
     "polygon": "Polygons",

@@ -247,6 +247,17 @@ def test_preview_warns_when_a_label_takes_a_page_key(client, ops):
         )
     )
     assert "fit the image" in page
+    review_key = html(
+        client.post(
+            "/projects/schema-preview",
+            {
+                "label_schema": json.dumps(
+                    {"type": "bbox", "labels": [{"name": "road", "hotkey": "r"}]}
+                )
+            },
+        )
+    )
+    assert "reject on the review page" in review_key
 
 
 # --- edit -------------------------------------------------------------------------------
