@@ -186,7 +186,10 @@ def test_numbers_match_the_hand_computed_ones(world):
     assert rows["ann0"]["median_lead_time_ms"] == 2500.0
     assert rows["ann1"]["median_lead_time_ms"] == 500.0
     assert rows["ann2"]["median_lead_time_ms"] == 200.0
-    assert [rows[n]["revisions"] for n in ("ann0", "ann1", "ann2")] == [4, 4, 4]
+    assert [rows[n]["revisions_in_window"] for n in ("ann0", "ann1", "ann2")] == [4, 4, 4]
+    # Over today only, ann0's lead times are those of items 2 and 3.
+    today = rows_by_name(dashboard.project_dashboard(project=project, days=1))["ann0"]
+    assert (today["revisions_in_window"], today["median_lead_time_ms"]) == (2, 3500.0)
     # Gold accuracy: mean score, and per day.
     assert (rows["ann0"]["gold_answers"], rows["ann0"]["gold_accuracy"]) == (2, 1.0)
     assert (rows["ann1"]["gold_answers"], rows["ann1"]["gold_accuracy"]) == (2, 0.5)
@@ -237,13 +240,14 @@ def test_no_report_no_reviews_no_gold_gives_none_not_zero(ops, annotator):
 
 def test_the_sqlite_median_fallback_gives_the_same_answer(world, monkeypatch):
     project = world["project"]
-    on_postgres = dashboard._median_lead_times(project)
+    since = timezone.now() - timedelta(days=7)
+    on_postgres = dashboard._median_lead_times(project, since)
 
     class FakeConnection:
         vendor = "sqlite"
 
     monkeypatch.setattr(dashboard, "connection", FakeConnection())
-    assert dashboard._median_lead_times(project) == on_postgres
+    assert dashboard._median_lead_times(project, since) == on_postgres
     assert len(on_postgres) == 3
 
 

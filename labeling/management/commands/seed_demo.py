@@ -297,13 +297,13 @@ Street lights and headlights on a dark sky mean night; an orange or pink sky dus
 """
 # username -> (probability of the right label, median seconds per image)
 DEMO_CROWD: dict[str, tuple[float, float]] = {
-    "crowd-ana": (0.96, 4.0),
-    "crowd-ben": (0.9, 6.5),
-    "crowd-chloe": (0.82, 3.0),
-    "crowd-dev": (0.7, 9.0),
-    "crowd-eli": (0.45, 2.2),
+    "crowd-ana": (0.97, 4.0),
+    "crowd-ben": (0.93, 6.5),
+    "crowd-chloe": (0.88, 3.0),
+    "crowd-dev": (0.72, 9.0),
+    "crowd-eli": (0.5, 2.2),
 }
-DEMO_GOLD_COUNT = 8
+DEMO_GOLD_COUNT = 10
 # Days the simulated work is spread over (ending today), so the daily charts have shape.
 DEMO_WORK_DAYS = 12
 DEMO_SEED = 7
