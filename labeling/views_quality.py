@@ -70,7 +70,11 @@ def quality(request: HttpRequest, project_id: int) -> HttpResponse:
     back to the page."""
     project = _project_or_404(request, project_id)
     if request.method == "POST":
-        dashboard_services.quality_report_submit(project=project, by=request.user)
+        try:
+            dashboard_services.quality_report_submit(project=project, by=request.user)
+        except dashboard_services.InvalidDashboardRequest as exc:
+            context = _job_context(request, project) | {"error": str(exc)}
+            return render(request, "labeling/_quality_job.html", context, status=400)
         if request.headers.get("HX-Request"):
             return render(request, "labeling/_quality_job.html", _job_context(request, project))
         return redirect("labeling:quality", project_id=project.pk)

@@ -10,6 +10,7 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from labeling.models import (
@@ -316,6 +317,13 @@ def test_keypoint_projects_have_no_report_to_compute(ops, annotator):
     project, _ = make_project(ops, [annotator], schema=schema, count=1)
     with pytest.raises(dashboard.InvalidDashboardRequest):
         dashboard.quality_report_submit(project=project, by=ops)
+    client = Client()
+    client.force_login(ops)
+    refused = client.post(f"/projects/{project.pk}/quality", HTTP_HX_REQUEST="true")
+    assert refused.status_code == 400
+    assert "no agreement measure for &#x27;keypoint&#x27;" in refused.content.decode()
+    api = api_for(ops).post(f"/api/v1/projects/{project.pk}/quality-reports")
+    assert api.status_code == 400 and api.json()["field"] == "project"
 
 
 # --- the page ---------------------------------------------------------------------------
