@@ -6,300 +6,490 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('datasets', '0006_export'),
-        ('labeling', '0002_label_import'),
-        ('workers', '0003_job_priority'),
+        ("datasets", "0006_export"),
+        ("labeling", "0002_label_import"),
+        ("workers", "0003_job_priority"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='GoldAnswer',
+            name="GoldAnswer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('score', models.FloatField()),
-                ('created_at', models.DateTimeField()),
-                ('updated_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("score", models.FloatField()),
+                ("created_at", models.DateTimeField()),
+                ("updated_at", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='GoldItem',
+            name="GoldItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('result', models.JSONField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("result", models.JSONField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='QualityReport',
+            name="QualityReport",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('data', models.JSONField(default=dict)),
-                ('annotation_count', models.PositiveBigIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("data", models.JSONField(default=dict)),
+                ("annotation_count", models.PositiveBigIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Review',
+            name="Review",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('decision', models.CharField(choices=[('accept', 'Accepted'), ('reject', 'Rejected'), ('fix', 'Fixed')], max_length=6)),
-                ('comment', models.TextField(blank=True, default='')),
-                ('result', models.JSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "decision",
+                    models.CharField(
+                        choices=[("accept", "Accepted"), ("reject", "Rejected"), ("fix", "Fixed")],
+                        max_length=6,
+                    ),
+                ),
+                ("comment", models.TextField(blank=True, default="")),
+                ("result", models.JSONField(blank=True, null=True)),
+                ("created_at", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='ReviewLease',
+            name="ReviewLease",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('leased_at', models.DateTimeField()),
-                ('expires_at', models.DateTimeField()),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('end_reason', models.CharField(blank=True, choices=[('decided', 'Decided'), ('released', 'Released'), ('expired', 'Expired')], default='', max_length=10)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("leased_at", models.DateTimeField()),
+                ("expires_at", models.DateTimeField()),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "end_reason",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("decided", "Decided"),
+                            ("released", "Released"),
+                            ("expired", "Expired"),
+                        ],
+                        default="",
+                        max_length=10,
+                    ),
+                ),
             ],
         ),
         migrations.RemoveConstraint(
-            model_name='task',
-            name='task_status',
+            model_name="task",
+            name="task_status",
         ),
         migrations.RemoveConstraint(
-            model_name='task',
-            name='task_status_matches_remaining',
+            model_name="task",
+            name="task_status_matches_remaining",
         ),
         migrations.AddField(
-            model_name='annotation',
-            name='needs_rework',
+            model_name="annotation",
+            name="needs_rework",
             field=models.BooleanField(db_default=False, default=False),
         ),
         migrations.AddField(
-            model_name='project',
-            name='consensus_threshold',
+            model_name="project",
+            name="consensus_threshold",
             field=models.FloatField(db_default=0.7, default=0.7),
         ),
         migrations.AddField(
-            model_name='project',
-            name='gold_min_answers',
+            model_name="project",
+            name="gold_min_answers",
             field=models.PositiveSmallIntegerField(db_default=5, default=5),
         ),
         migrations.AddField(
-            model_name='project',
-            name='gold_pause',
+            model_name="project",
+            name="gold_pause",
             field=models.BooleanField(db_default=True, default=True),
         ),
         migrations.AddField(
-            model_name='project',
-            name='gold_rate',
+            model_name="project",
+            name="gold_rate",
             field=models.FloatField(db_default=0.1, default=0.1),
         ),
         migrations.AddField(
-            model_name='project',
-            name='gold_threshold',
+            model_name="project",
+            name="gold_threshold",
             field=models.FloatField(db_default=0.7, default=0.7),
         ),
         migrations.AddField(
-            model_name='project',
-            name='review_fraction',
+            model_name="project",
+            name="review_fraction",
             field=models.FloatField(db_default=0.1, default=0.1),
         ),
         migrations.AddField(
-            model_name='project',
-            name='review_mode',
-            field=models.CharField(choices=[('off', 'No review'), ('all', 'Review every task'), ('sampled', 'Review a sample')], db_default='off', default='off', max_length=8),
+            model_name="project",
+            name="review_mode",
+            field=models.CharField(
+                choices=[
+                    ("off", "No review"),
+                    ("all", "Review every task"),
+                    ("sampled", "Review a sample"),
+                ],
+                db_default="off",
+                default="off",
+                max_length=8,
+            ),
         ),
         migrations.AddField(
-            model_name='projectmember',
-            name='flag_reason',
-            field=models.CharField(blank=True, default='', max_length=300),
+            model_name="projectmember",
+            name="flag_reason",
+            field=models.CharField(blank=True, default="", max_length=300),
         ),
         migrations.AddField(
-            model_name='projectmember',
-            name='flagged_at',
+            model_name="projectmember",
+            name="flagged_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='projectmember',
-            name='paused_at',
+            model_name="projectmember",
+            name="paused_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='task',
-            name='review',
-            field=models.CharField(blank=True, choices=[('', 'Not in review'), ('pending', 'Waiting for review'), ('rejected', 'Rejected, back with its annotator'), ('accepted', 'Accepted')], db_default='', default='', max_length=8),
+            model_name="task",
+            name="review",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "Not in review"),
+                    ("pending", "Waiting for review"),
+                    ("rejected", "Rejected, back with its annotator"),
+                    ("accepted", "Accepted"),
+                ],
+                db_default="",
+                default="",
+                max_length=8,
+            ),
         ),
         migrations.AlterField(
-            model_name='annotation',
-            name='slot',
+            model_name="annotation",
+            name="slot",
             field=models.PositiveSmallIntegerField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='lease',
-            name='slot',
+            model_name="lease",
+            name="slot",
             field=models.PositiveSmallIntegerField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='task',
-            name='status',
-            field=models.CharField(choices=[('open', 'Open'), ('done', 'Done'), ('gold', 'Gold')], default='open', max_length=4),
+            model_name="task",
+            name="status",
+            field=models.CharField(
+                choices=[("open", "Open"), ("done", "Done"), ("gold", "Gold")],
+                default="open",
+                max_length=4,
+            ),
         ),
         migrations.AddIndex(
-            model_name='annotation',
-            index=models.Index(condition=models.Q(('needs_rework', True)), fields=['annotator', 'project', 'updated_at'], name='annotation_rework'),
+            model_name="annotation",
+            index=models.Index(
+                condition=models.Q(("needs_rework", True)),
+                fields=["annotator", "project", "updated_at"],
+                name="annotation_rework",
+            ),
         ),
         migrations.AddIndex(
-            model_name='annotation',
-            index=models.Index(fields=['project', 'created_at'], name='annotation_project_created'),
+            model_name="annotation",
+            index=models.Index(fields=["project", "created_at"], name="annotation_project_created"),
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(models.F('project'), models.OrderBy(models.F('priority'), descending=True), models.F('id'), condition=models.Q(('review', 'pending')), name='task_review_queue'),
+            model_name="task",
+            index=models.Index(
+                models.F("project"),
+                models.OrderBy(models.F("priority"), descending=True),
+                models.F("id"),
+                condition=models.Q(("review", "pending")),
+                name="task_review_queue",
+            ),
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(condition=models.Q(('status', 'gold')), fields=['project', 'id'], name='task_gold'),
+            model_name="task",
+            index=models.Index(
+                condition=models.Q(("status", "gold")), fields=["project", "id"], name="task_gold"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.CheckConstraint(condition=models.Q(('review_mode__in', ['off', 'all', 'sampled'])), name='project_review_mode'),
+            model_name="project",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("review_mode__in", ["off", "all", "sampled"])),
+                name="project_review_mode",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.CheckConstraint(condition=models.Q(('review_fraction__gte', 0), ('review_fraction__lte', 1), ('consensus_threshold__gte', 0), ('consensus_threshold__lte', 1), ('gold_rate__gte', 0), ('gold_rate__lte', 1), ('gold_threshold__gte', 0), ('gold_threshold__lte', 1)), name='project_quality_fractions'),
+            model_name="project",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("review_fraction__gte", 0),
+                    ("review_fraction__lte", 1),
+                    ("consensus_threshold__gte", 0),
+                    ("consensus_threshold__lte", 1),
+                    ("gold_rate__gte", 0),
+                    ("gold_rate__lte", 1),
+                    ("gold_threshold__gte", 0),
+                    ("gold_threshold__lte", 1),
+                ),
+                name="project_quality_fractions",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='task',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['open', 'done', 'gold'])), name='task_status'),
+            model_name="task",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["open", "done", "gold"])), name="task_status"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='task',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('remaining', 0), ('status', 'done')), models.Q(('remaining__gt', 0), ('status', 'open')), ('status', 'gold'), _connector='OR'), name='task_status_matches_remaining'),
+            model_name="task",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("remaining", 0), ("status", "done")),
+                    models.Q(("remaining__gt", 0), ("status", "open")),
+                    ("status", "gold"),
+                    _connector="OR",
+                ),
+                name="task_status_matches_remaining",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='task',
-            constraint=models.CheckConstraint(condition=models.Q(('review__in', ['', 'pending', 'rejected', 'accepted'])), name='task_review'),
+            model_name="task",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("review__in", ["", "pending", "rejected", "accepted"])),
+                name="task_review",
+            ),
         ),
         migrations.AddField(
-            model_name='goldanswer',
-            name='annotation',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='gold', to='labeling.annotation'),
+            model_name="goldanswer",
+            name="annotation",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="gold",
+                to="labeling.annotation",
+            ),
         ),
         migrations.AddField(
-            model_name='goldanswer',
-            name='annotator',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="goldanswer",
+            name="annotator",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='goldanswer',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='labeling.project'),
+            model_name="goldanswer",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="labeling.project"
+            ),
         ),
         migrations.AddField(
-            model_name='golditem',
-            name='created_by',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="golditem",
+            name="created_by",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='golditem',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='gold_items', to='labeling.project'),
+            model_name="golditem",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="gold_items",
+                to="labeling.project",
+            ),
         ),
         migrations.AddField(
-            model_name='golditem',
-            name='schema_revision',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.schemarevision'),
+            model_name="golditem",
+            name="schema_revision",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="labeling.schemarevision",
+            ),
         ),
         migrations.AddField(
-            model_name='golditem',
-            name='task',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='gold', to='labeling.task'),
+            model_name="golditem",
+            name="task",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE, related_name="gold", to="labeling.task"
+            ),
         ),
         migrations.AddField(
-            model_name='qualityreport',
-            name='job',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='workers.job'),
+            model_name="qualityreport",
+            name="job",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="workers.job",
+            ),
         ),
         migrations.AddField(
-            model_name='qualityreport',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='quality_reports', to='labeling.project'),
+            model_name="qualityreport",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="quality_reports",
+                to="labeling.project",
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='annotation',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='reviews', to='labeling.annotation'),
+            model_name="review",
+            name="annotation",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="reviews",
+                to="labeling.annotation",
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='labeling.project'),
+            model_name="review",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="labeling.project"
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='reviewer',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="review",
+            name="reviewer",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='revision',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='labeling.annotationrevision'),
+            model_name="review",
+            name="revision",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="labeling.annotationrevision",
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='task',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reviews', to='labeling.task'),
+            model_name="review",
+            name="task",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="reviews",
+                to="labeling.task",
+            ),
         ),
         migrations.AddField(
-            model_name='reviewlease',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='labeling.project'),
+            model_name="reviewlease",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="labeling.project"
+            ),
         ),
         migrations.AddField(
-            model_name='reviewlease',
-            name='reviewer',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="reviewlease",
+            name="reviewer",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='reviewlease',
-            name='task',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='review_leases', to='labeling.task'),
+            model_name="reviewlease",
+            name="task",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="review_leases",
+                to="labeling.task",
+            ),
         ),
         migrations.AddIndex(
-            model_name='goldanswer',
-            index=models.Index(fields=['project', 'annotator', 'created_at'], name='gold_answer_time'),
+            model_name="goldanswer",
+            index=models.Index(
+                fields=["project", "annotator", "created_at"], name="gold_answer_time"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='goldanswer',
-            constraint=models.CheckConstraint(condition=models.Q(('score__gte', 0), ('score__lte', 1)), name='gold_answer_score'),
+            model_name="goldanswer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("score__gte", 0), ("score__lte", 1)), name="gold_answer_score"
+            ),
         ),
         migrations.AddIndex(
-            model_name='qualityreport',
-            index=models.Index(fields=['project', '-created_at'], name='quality_report_latest'),
+            model_name="qualityreport",
+            index=models.Index(fields=["project", "-created_at"], name="quality_report_latest"),
         ),
         migrations.AddIndex(
-            model_name='review',
-            index=models.Index(fields=['task', 'created_at'], name='review_task'),
+            model_name="review",
+            index=models.Index(fields=["task", "created_at"], name="review_task"),
         ),
         migrations.AddIndex(
-            model_name='review',
-            index=models.Index(fields=['project', 'created_at'], name='review_project'),
+            model_name="review",
+            index=models.Index(fields=["project", "created_at"], name="review_project"),
         ),
         migrations.AddConstraint(
-            model_name='review',
-            constraint=models.CheckConstraint(condition=models.Q(('decision__in', ['accept', 'reject', 'fix'])), name='review_decision'),
+            model_name="review",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("decision__in", ["accept", "reject", "fix"])),
+                name="review_decision",
+            ),
         ),
         migrations.AddIndex(
-            model_name='reviewlease',
-            index=models.Index(condition=models.Q(('ended_at__isnull', True)), fields=['reviewer', 'project'], name='review_lease_live'),
+            model_name="reviewlease",
+            index=models.Index(
+                condition=models.Q(("ended_at__isnull", True)),
+                fields=["reviewer", "project"],
+                name="review_lease_live",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reviewlease',
-            constraint=models.UniqueConstraint(condition=models.Q(('ended_at__isnull', True)), fields=('task',), name='review_lease_one_per_task'),
+            model_name="reviewlease",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("ended_at__isnull", True)),
+                fields=("task",),
+                name="review_lease_one_per_task",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reviewlease',
-            constraint=models.CheckConstraint(condition=models.Q(('expires_at__gt', models.F('leased_at'))), name='review_lease_expiry'),
+            model_name="reviewlease",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("expires_at__gt", models.F("leased_at"))),
+                name="review_lease_expiry",
+            ),
         ),
     ]

@@ -4,15 +4,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labeling', '0003_quality'),
+        ("labeling", "0003_quality"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='labelimport',
-            name='mode',
-            field=models.CharField(choices=[('predictions', 'Pre-annotations'), ('ground_truth', 'Accepted ground truth'), ('gold', 'Gold items (known answers to score annotators)')], max_length=12),
+            model_name="labelimport",
+            name="mode",
+            field=models.CharField(
+                choices=[
+                    ("predictions", "Pre-annotations"),
+                    ("ground_truth", "Accepted ground truth"),
+                    ("gold", "Gold items (known answers to score annotators)"),
+                ],
+                max_length=12,
+            ),
         ),
     ]
