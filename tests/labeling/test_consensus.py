@@ -8,9 +8,11 @@ import pytest
 from labeling.quality.consensus import (
     box_consensus,
     dawid_skene,
+    gold_score,
     items_for_review,
     majority_vote,
     span_consensus,
+    task_consensus,
 )
 
 K = 4
@@ -327,3 +329,91 @@ def test_span_consensus_equals_the_character_rule_on_random_annotations():
         assert got == expected
         checked += len(expected)
     assert checked > 100
+
+
+# --- one task as it finishes, and gold scores --------------------------------------------
+
+
+def _choice(*names):
+    return [{"id": "r1", "type": "choices", "value": {"choices": list(names)}}]
+
+
+def _box(x, label="car"):
+    value = {"x": x, "y": 0, "width": 10, "height": 10, "rectanglelabels": [label]}
+    return {"id": f"b{x}", "type": "rectanglelabels", "value": value}
+
+
+def _poly(points, label="road"):
+    return {
+        "id": "p",
+        "type": "polygonlabels",
+        "value": {"points": points, "polygonlabels": [label]},
+    }
+
+
+def _span(start, end, label="PER"):
+    return {"id": "s", "type": "labels", "value": {"start": start, "end": end, "labels": [label]}}
+
+
+def test_task_consensus_of_classes_is_the_first_majority_with_its_share():
+    result = task_consensus("image_class", [_choice("dog"), _choice("cat"), _choice("cat")])
+    assert (result.chosen, result.method) == (1, "majority_vote")
+    assert result.confidence == pytest.approx(2 / 3)
+    tie = task_consensus("text_class", [_choice("b", "a"), _choice("a", "b"), _choice("c"), []])
+    assert (tie.chosen, tie.confidence) == (0, 0.5)  # a set of choices, in any order
+    single = task_consensus("bbox", [[_box(1)]])
+    assert (single.chosen, single.confidence, single.method) == (0, 1.0, "single")
+    with pytest.raises(ValueError, match="at least one"):
+        task_consensus("bbox", [])
+
+
+def test_task_consensus_of_boxes_fuses_them_and_scores_pairwise_f1():
+    result = task_consensus("bbox", [[_box(0)], [_box(2)], [_box(4), _box(50)]])
+    [fused] = result.result
+    assert fused["id"] == "c1" and fused["value"]["x"] == pytest.approx(2)
+    # F1 of the pairs: x 0-2 match (1); 0-4 do not (IoU 6/14 < 0.5: 0); 2-4 match, with
+    # the third annotator's extra box unmatched (2/3). The fused box still takes all three.
+    assert result.confidence == pytest.approx((1 + 0 + 2 / 3) / 3)
+    assert result.chosen is None
+
+
+def test_task_consensus_of_polygons_is_the_medoid():
+    square = [[0, 0], [10, 0], [10, 10], [0, 10]]
+    near = [[1, 0], [10, 0], [10, 10], [1, 10]]
+    far = [[50, 50], [60, 50], [60, 60], [50, 60]]
+    result = task_consensus("polygon", [[_poly(far)], [_poly(square)], [_poly(near)]])
+    assert result.chosen in (1, 2) and result.method == "medoid"
+    assert result.confidence == pytest.approx(1 / 3)
+
+
+def test_task_consensus_of_spans_and_of_keypoints():
+    text = "Alice met Bob"
+    spans = task_consensus("ner", [[_span(0, 5)], [_span(0, 5)], [_span(10, 13)]], text=text)
+    assert [s["value"]["text"] for s in spans.result] == ["Alice"]
+    assert spans.confidence == pytest.approx(1 / 3)
+    point = {
+        "id": "k",
+        "type": "keypointlabels",
+        "value": {"x": 1, "y": 2, "keypointlabels": ["nose"]},
+    }
+    other = {**point, "id": "k2"}
+    moved = {**point, "value": {**point["value"], "x": 5}}
+    keypoints = task_consensus("keypoint", [[moved], [point], [other]])
+    assert (keypoints.chosen, keypoints.method) == (1, "identical")
+    assert keypoints.confidence == pytest.approx(2 / 3)
+
+
+def test_gold_score_per_schema_type():
+    assert gold_score("image_class", _choice("cat"), _choice("cat")) == 1.0
+    assert gold_score("image_class", _choice("cat"), _choice("dog")) == 0.0
+    assert gold_score("image_class", [], []) == 1.0
+    assert gold_score("bbox", [_box(0), _box(50)], [_box(1)]) == pytest.approx(2 / 3)
+    assert gold_score("bbox", [_box(0)], [_box(0, label="person")]) == 0.0
+    assert gold_score("ner", [_span(0, 5)], [_span(0, 4)]) == 0.0
+    assert gold_score("ner", [_span(0, 5)], [_span(0, 5)]) == 1.0
+    point = {
+        "id": "k",
+        "type": "keypointlabels",
+        "value": {"x": 1, "y": 2, "keypointlabels": ["nose"]},
+    }
+    assert gold_score("keypoint", [point], [{**point, "id": "other"}]) == 1.0
