@@ -176,6 +176,8 @@ STATICFILES_DIRS = [
     # Text spans: UMD build, global `RecogitoJS`.
     ("vendor/text-annotator", NODE_MODULES / "@recogito" / "text-annotator" / "dist"),
     ("vendor/chartjs", NODE_MODULES / "chart.js" / "dist"),  # UMD build, global `Chart`.
+    # The agreement heat map: registers the "matrix" chart type with the global Chart.
+    ("vendor/chartjs-chart-matrix", NODE_MODULES / "chartjs-chart-matrix" / "dist"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -22,11 +22,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CHARTS = ("chart-throughput", "chart-gold", "chart-agreement", "chart-lead-time", "chart-rejection")
 
 # How many datasets a canvas's Chart.js chart has, and how many of its values are numbers
-# (null when Chart.js did not draw on that canvas).
+# (null when Chart.js did not draw on that canvas). A heat map cell is {x, y, v}.
 CHART_FACTS = """id => {
   const chart = Chart.getChart(document.getElementById(id));
   if (!chart) return null;
-  const values = chart.data.datasets.flatMap(d => d.data).filter(v => typeof v === "number");
+  const values = chart.data.datasets.flatMap(d => d.data)
+    .map(v => (v !== null && typeof v === "object" && "v" in v ? v.v : v))
+    .filter(v => typeof v === "number");
   return {datasets: chart.data.datasets.length, numbers: values.length,
           nonzero: values.filter(v => v !== 0).length, type: chart.config.type,
           width: chart.width, height: chart.height};
@@ -57,9 +59,11 @@ def test_quality_page_draws_every_chart_for_the_demo_crowd(live_server, page, sc
         assert fact is not None, f"{name} was not drawn"
         assert fact["numbers"] > 0 and fact["nonzero"] > 0, (name, fact)
         assert fact["width"] > 200 and fact["height"] > 100, (name, fact)
-    # Throughput: one stacked dataset per annotator; the heat map: one column each.
+    # Throughput: one stacked dataset per annotator; the heat map (chartjs-chart-matrix):
+    # a cell per annotator pair, numbers off the diagonal.
     assert facts["chart-throughput"]["datasets"] == len(DEMO_CROWD)
-    assert facts["chart-agreement"]["datasets"] == len(DEMO_CROWD)
+    assert facts["chart-agreement"]["type"] == "matrix"
+    assert facts["chart-agreement"]["numbers"] == len(DEMO_CROWD) * (len(DEMO_CROWD) - 1)
     # Gold: one line per annotator and the threshold.
     assert facts["chart-gold"]["datasets"] == len(DEMO_CROWD) + 1
     assert page.locator("table.quality-table tbody tr").count() == len(DEMO_CROWD)

@@ -186,82 +186,87 @@
   const cellText = {
     id: "cellText",
     afterDatasetsDraw(chart) {
-      const values = chart.options.plugins.cellText.values;
       const ctx = chart.ctx;
+      const cells = chart.data.datasets[0].data;
       ctx.save();
       ctx.font = "600 12px system-ui, sans-serif";
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
-      chart.data.datasets.forEach((dataset, col) => {
-        chart.getDatasetMeta(col).data.forEach((bar, row) => {
-          const v = values[row][col];
-          const { x, y } = bar.getCenterPoint();
-          ctx.fillStyle = v === null || v === undefined ? "#8a93a6" : v < 0.25 || v > 0.8 ? "#fff" : "#1f2430";
-          ctx.fillText(row === col ? "—" : v === null || v === undefined ? "n/a" : v.toFixed(2), x, y);
-        });
+      chart.getDatasetMeta(0).data.forEach((element, index) => {
+        const { i, j, v } = cells[index];
+        const { x, y } = element.getCenterPoint();
+        ctx.fillStyle = v === null || v === undefined ? "#8a93a6" : v < 0.25 || v > 0.8 ? "#fff" : "#1f2430";
+        ctx.fillText(i === j ? "—" : v === null || v === undefined ? "n/a" : v.toFixed(2), x, y);
       });
       ctx.restore();
     },
   };
 
+  // The pairwise agreement matrix as a heat map (chartjs-chart-matrix): one cell per
+  // annotator pair, coloured by the pair's agreement.
   function agreementChart(data) {
     const el = canvas("chart-agreement");
     const agreement = data.agreement;
     if (!el || !agreement) return;
     const names = agreement.annotators;
     const matrix = agreement.matrix;
-    // A grid as a stacked horizontal bar chart: row i is a bar of n unit segments, the
-    // segment of column j coloured by matrix[i][j].
+    const n = names.length;
+    const cells = [];
+    names.forEach((row, i) => names.forEach((col, j) => cells.push({ x: col, y: row, v: matrix[i][j], i, j })));
     new Chart(el, {
-      type: "bar",
+      type: "matrix",
       data: {
-        labels: names,
-        datasets: names.map((col, j) => ({
-          label: col,
-          data: names.map(() => 1),
-          backgroundColor: names.map((_, i) => (i === j ? "#f4f5f8" : heat(matrix[i][j]))),
+        datasets: [{
+          label: agreement.measure_label,
+          data: cells,
+          backgroundColor: (c) => {
+            const cell = c.dataset.data[c.dataIndex];
+            return cell.i === cell.j ? "#f4f5f8" : heat(cell.v);
+          },
           borderColor: "#fff",
-          borderWidth: 2,
-          borderSkipped: false,
-          barPercentage: 1,
-          categoryPercentage: 1,
-          stack: "grid",
-        })),
+          borderWidth: 1,
+          width: ({ chart }) => (chart.chartArea || {}).width / n - 2,
+          height: ({ chart }) => (chart.chartArea || {}).height / n - 2,
+        }],
       },
       plugins: [cellText],
       options: {
-        indexAxis: "y",
         responsive: true,
         maintainAspectRatio: false,
         animation: false,
         plugins: {
-          cellText: { values: matrix },
           legend: { display: false },
           tooltip: {
             callbacks: {
-              title: (items) => `${names[items[0].dataIndex]} × ${items[0].dataset.label}`,
+              title: (items) => {
+                const cell = items[0].dataset.data[items[0].dataIndex];
+                return `${cell.y} × ${cell.x}`;
+              },
               label: (item) => {
-                const v = matrix[item.dataIndex][item.datasetIndex];
-                return `${agreement.measure_label}: ${v === null ? "no shared tasks" : v.toFixed(3)}`;
+                const cell = item.dataset.data[item.dataIndex];
+                return `${agreement.measure_label}: ${cell.v === null ? "no shared tasks" : cell.v.toFixed(3)}`;
               },
             },
           },
         },
         scales: {
           x: {
-            type: "linear",
-            stacked: true,
-            min: 0,
-            max: names.length,
+            type: "category",
+            labels: names,
+            offset: true,
             position: "top",
             grid: { display: false },
             border: { display: false },
-            afterBuildTicks: (axis) => {
-              axis.ticks = names.map((_, j) => ({ value: j + 0.5 }));
-            },
-            ticks: { autoSkip: false, maxRotation: 0, callback: (v) => names[Math.floor(v)] },
+            ticks: { autoSkip: false, maxRotation: 0 },
           },
-          y: { stacked: true, grid: { display: false }, border: { display: false } },
+          y: {
+            type: "category",
+            labels: names,
+            offset: true,
+            reverse: false,
+            grid: { display: false },
+            border: { display: false },
+          },
         },
       },
     });
