@@ -8,6 +8,9 @@ Guarantees:
   (task, slot) as a backstop;
 - an annotator is never offered a task they annotated or skipped, nor a slot of a task
   they already hold;
+- work a reviewer rejected goes back to its annotator first; then, with probability
+  `project.gold_rate`, a gold task they have not answered (labeling.services.gold); a
+  paused annotator (gold accuracy under the threshold) gets AnnotatorPaused;
 - a lease lives until `expires_at` (LABELING_LEASE_SECONDS, renewed by the page's
   heartbeat); an expired lease is ended by whoever takes its slot next, so a closed
   browser tab blocks a slot for one lease period at most.
@@ -27,7 +30,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from labeling.errors import AnnotatorPaused, LabelingError, LeaseLost
-from labeling.models import Annotation, Lease, Project, ProjectMember, Skip, Task
+from labeling.models import Annotation, Lease, Project, Skip, Task
 from labeling.rows import sql_row, sql_rows
 from labeling.selectors import task_with_item
 
@@ -188,11 +191,13 @@ def _pick(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
     return sql_row(sql, {**params, "now": _db_time(params["now"])})
 
 
-# Work sent back by a reviewer comes first (the annotation_rework partial index).
-_REWORK_SQL = (
-    "SELECT a.task_id, a.slot FROM labeling_annotation a "
-    "WHERE a.annotator_id = %s AND a.project_id = %s AND a.needs_rework "
-    "ORDER BY a.updated_at LIMIT 1"
+# Before the normal pick, in one statement: is the annotator paused (and why), and the
+# work a reviewer sent back to them (first; the annotation_rework partial index).
+_BEFORE_PICK_SQL = (
+    "SELECT (SELECT m.flag_reason FROM labeling_projectmember m WHERE m.project_id = %s "
+    "AND m.user_id = %s AND m.paused_at IS NOT NULL), "
+    "(SELECT a.id FROM labeling_annotation a WHERE a.annotator_id = %s AND a.project_id = %s "
+    "AND a.needs_rework ORDER BY a.updated_at LIMIT 1)"
 )
 # A gold task this annotator has not answered, at random (gold sets are small: the
 # task_gold partial index holds only them).
@@ -205,26 +210,22 @@ _GOLD_SQL = (
 )
 
 
-def _check_not_paused(project: Project, annotator: Any) -> None:
-    member = (
-        ProjectMember.objects.filter(project=project, user=annotator, paused_at__isnull=False)
-        .only("flag_reason")
-        .first()
-    )
-    if member is not None:
+def _lease_special(*, project: Project, annotator: Any) -> tuple[int, Any] | None:
+    """(task id, slot) of rework or a gold task to serve before the normal pick, if any
+    (slot None: a gold task). Raises AnnotatorPaused for a paused member."""
+    row = sql_row(_BEFORE_PICK_SQL, [project.pk, annotator.pk, annotator.pk, project.pk])
+    assert row is not None
+    paused_reason, rework = row
+    if paused_reason is not None:
         raise AnnotatorPaused(
             "Your queue in this project is paused: "
-            + (member.flag_reason or "your gold accuracy is under the project's threshold.")
+            + (paused_reason or "your gold accuracy is under the project's threshold.")
             + " Ask the project's ops to review it with you."
         )
-
-
-def _lease_special(*, project: Project, annotator: Any, now: datetime) -> tuple[int, Any] | None:
-    """(task id, slot) of rework or a gold task to serve before the normal pick, if any.
-    Slot None: a gold task."""
-    row = sql_row(_REWORK_SQL, [annotator.pk, project.pk])
-    if row is not None:
-        return row[0], row[1]
+    if rework is not None:
+        found = sql_row("SELECT task_id, slot FROM labeling_annotation WHERE id = %s", [rework])
+        assert found is not None
+        return found[0], found[1]
     if project.gold_rate > 0 and random.random() < project.gold_rate:  # noqa: S311 (a sample, not a secret)
         row = sql_row(_GOLD_SQL, [project.pk, annotator.pk, annotator.pk])
         if row is not None:
@@ -239,11 +240,10 @@ def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
         return LeaseGrant(
             lease=mine, task=_task_for(mine.task_id, project, annotator), renewed=True
         )
-    _check_not_paused(project, annotator)
     expires = now + timedelta(seconds=lease_seconds())
     pick = _pick_sql(for_update=connection.features.has_select_for_update_skip_locked)
     with transaction.atomic(durable=True):
-        special = _lease_special(project=project, annotator=annotator, now=now)
+        special = _lease_special(project=project, annotator=annotator)
         if special is not None:
             task_id, slot = special
             # A rework slot or a gold task (no slot) is this annotator's alone: no pick.
