@@ -59,7 +59,9 @@ SCHEMA_TYPE_NAMES = {
 }
 
 
-def _project_or_404(request: HttpRequest, project_id: int) -> Project:
+def project_or_404(request: HttpRequest, project_id: int) -> Project:
+    """The project if the user may see it, else 404 (shared by the project pages in
+    views_review and views_quality)."""
     try:
         return selectors.project_get_for_user(user=request.user, project_id=project_id)
     except Project.DoesNotExist:
@@ -71,7 +73,7 @@ def _require_manager(request: HttpRequest) -> None:
         raise PermissionDenied("Only ops and admins create and change projects.")
 
 
-def _schema_type(project: Project) -> str:
+def schema_type_of(project: Project) -> str:
     return project.schema_revision.schema["type"] if project.schema_revision else ""
 
 
@@ -96,7 +98,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
     cards = [
         {
             "project": project,
-            "type": SCHEMA_TYPE_NAMES.get(_schema_type(project), _schema_type(project)),
+            "type": SCHEMA_TYPE_NAMES.get(schema_type_of(project), schema_type_of(project)),
             "role": roles.get(project.pk),
             "percent": _percent(project.done_count, project.task_count),
         }
@@ -170,7 +172,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     _require_manager(request)
     form = ProjectForm(
         request.POST if request.method == "POST" else None,
@@ -187,7 +189,7 @@ def project_edit(request: HttpRequest, project_id: int) -> HttpResponse:
         except LabelingError as exc:
             _apply_service_error(form, exc)
         else:
-            project = _project_or_404(request, project_id)
+            project = project_or_404(request, project_id)
             after = project.schema_revision.number if project.schema_revision else 0
             note = (
                 f" The label schema is now revision {after}; earlier annotations keep theirs."
@@ -267,7 +269,7 @@ def _dashboard_context(request: HttpRequest, project: Project) -> dict[str, Any]
     return {
         "project": project,
         "schema": project.schema_revision.schema if project.schema_revision else None,
-        "type_name": SCHEMA_TYPE_NAMES.get(_schema_type(project), ""),
+        "type_name": SCHEMA_TYPE_NAMES.get(schema_type_of(project), ""),
         "progress": progress,
         "percent": _percent(progress.done, progress.total),
         "open_tasks": max(progress.total - progress.done, 0),
@@ -284,7 +286,7 @@ def _dashboard_context(request: HttpRequest, project: Project) -> dict[str, Any]
 @require_GET
 @login_required
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     context = _dashboard_context(request, project)
     context["instructions"] = mark_safe(instructions_html(project.instructions))  # noqa: S308 (escaped by labeling.markdown)
     context["members"] = list(project.memberships.select_related("user").order_by("user__username"))
@@ -295,7 +297,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 def project_stats(request: HttpRequest, project_id: int) -> HttpResponse:
     """The dashboard's numbers, as an htmx partial refreshing itself."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     response = render(request, "labeling/_project_stats.html", _dashboard_context(request, project))
     response["Cache-Control"] = "no-store"
     return response
@@ -307,7 +309,7 @@ def member_resume(request: HttpRequest, project_id: int, username: str) -> HttpR
     """Ops clear a member's gold flag and pause (labeling.services.gold.member_resume)."""
     from labeling.services.gold import member_resume as resume
 
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     _require_manager(request)
     member = project.memberships.select_related("user").filter(user__username=username).first()
     if member is None:
@@ -324,12 +326,12 @@ def member_resume(request: HttpRequest, project_id: int, username: str) -> HttpR
 @login_required
 def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
     """The annotator page: members only (ops who are not members see the dashboard)."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     if selectors.member_role(user=request.user, project=project) is None:
         raise PermissionDenied(
             "You are not a member of this project: ops add members in its settings."
         )
-    schema_type = _schema_type(project)
+    schema_type = schema_type_of(project)
     # The API's root (/api/v1/): the script appends projects/<id>/next, tasks/<id>/... .
     api_root = reverse("api-project-list").removesuffix("projects/")
     config = {
@@ -359,11 +361,11 @@ LABEL_IMPORTS_LISTED = 20
 PROBLEMS_SHOWN = 200
 
 
-def _header_context(request: HttpRequest, project: Project) -> dict[str, Any]:
+def header_context(request: HttpRequest, project: Project) -> dict[str, Any]:
     role = selectors.member_role(user=request.user, project=project)
     return {
         "project": project,
-        "type_name": SCHEMA_TYPE_NAMES.get(_schema_type(project), ""),
+        "type_name": SCHEMA_TYPE_NAMES.get(schema_type_of(project), ""),
         "manages": selectors.user_manages_projects(request.user),
         "can_annotate": role is not None,
     }
@@ -379,7 +381,7 @@ def label_import_list(request: HttpRequest, project_id: int) -> HttpResponse:
     from labeling.models import LabelImport
     from labeling.services.label_imports import label_import_create
 
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     _require_manager(request)
     formats = [
         f
@@ -432,7 +434,7 @@ def label_import_list(request: HttpRequest, project_id: int) -> HttpResponse:
         request,
         "labeling/label_imports.html",
         {
-            **_header_context(request, project),
+            **header_context(request, project),
             "tab": "imports",
             "formats": formats,
             "modes": LabelImport.Mode.choices,
@@ -455,7 +457,7 @@ def label_import_detail(
     reason); the API lists them all."""
     from labeling.models import LabelImport
 
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     _require_manager(request)
     row = (
         LabelImport.objects.select_related("job", "created_by")
@@ -468,7 +470,7 @@ def label_import_detail(
         request,
         "labeling/label_import_detail.html",
         {
-            **_header_context(request, project),
+            **header_context(request, project),
             "tab": "imports",
             "label_import": row,
             "problems": list(row.problems.order_by("seq")[:PROBLEMS_SHOWN]),

@@ -35,7 +35,7 @@ WINDOWS = (7, 14, 30, 90)
 DEFAULT_DAYS = 14
 
 
-def _project_or_404(request: HttpRequest, project_id: int) -> Project:
+def project_or_404(request: HttpRequest, project_id: int) -> Project:
     try:
         project = selectors.project_get_for_user(user=request.user, project_id=project_id)
     except Project.DoesNotExist:
@@ -68,7 +68,7 @@ def quality(request: HttpRequest, project_id: int) -> HttpResponse:
     """GET: the page (?days=N, the window of the daily charts). POST: start the job that
     recomputes agreement; an htmx POST gets the job's progress panel, a plain one is sent
     back to the page."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     if request.method == "POST":
         try:
             dashboard_services.quality_report_submit(project=project, by=request.user)
@@ -135,7 +135,7 @@ def quality(request: HttpRequest, project_id: int) -> HttpResponse:
 def quality_job(request: HttpRequest, project_id: int) -> HttpResponse:
     """The "Recompute agreement" panel, polled by htmx while its job runs: once no job is
     running the page reloads itself (HX-Refresh) to show the new report."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     context = _job_context(request, project)
     if context["quality_job"] is None:
         response = HttpResponse(status=200)
@@ -150,7 +150,7 @@ def quality_job(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 def quality_csv(request: HttpRequest, project_id: int) -> HttpResponse:
     """The per-annotator table as CSV (?days=N as the page), streamed."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     try:
         data = dashboard_services.project_dashboard(project=project, days=_days(request))
     except dashboard_services.InvalidDashboardRequest as exc:

@@ -28,7 +28,7 @@ from labeling import selectors
 from labeling.markdown import instructions_html
 from labeling.models import Project, Review, Task
 from labeling.schema import schema_media_kind
-from labeling.views import _header_context, _project_or_404, _schema_type
+from labeling.views import header_context, project_or_404, schema_type_of
 
 # Keys of a history event shown in their own columns; the others are its details.
 EVENT_COLUMNS = {"at", "kind", "user"}
@@ -54,7 +54,7 @@ def _require_reviewer(request: HttpRequest, project: Project) -> None:
 @login_required
 def review(request: HttpRequest, project_id: int) -> HttpResponse:
     """The reviewer's page: one task at a time from the review queue."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     _require_reviewer(request, project)
     config = {
         "mode": "review",
@@ -77,7 +77,7 @@ def review(request: HttpRequest, project_id: int) -> HttpResponse:
             "media_kind": schema_media_kind(project.schema_revision.schema)
             if project.schema_revision
             else "image",
-            "schema_type": _schema_type(project),
+            "schema_type": schema_type_of(project),
             "instructions": mark_safe(instructions_html(project.instructions)),  # noqa: S308 (escaped by labeling.markdown)
         },
     )
@@ -120,7 +120,7 @@ def _event_row(event: dict[str, Any]) -> dict[str, Any]:
 def task_history(request: HttpRequest, project_id: int, task_id: int) -> HttpResponse:
     """Everything that happened to one task, oldest first: leases, revisions, skips and
     reviews (labeling.selectors.task_history)."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     _require_reviewer(request, project)
     task = Task.objects.select_related("item").filter(pk=task_id, project=project).first()
     if task is None:
@@ -130,7 +130,7 @@ def task_history(request: HttpRequest, project_id: int, task_id: int) -> HttpRes
         request,
         "labeling/task_history.html",
         {
-            **_header_context(request, project),
+            **header_context(request, project),
             "tab": "review",
             "task": task,
             "events": events,
