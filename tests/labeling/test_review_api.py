@@ -371,3 +371,18 @@ def test_dawid_skene_is_for_classification_with_overlap(ops, annotator):
     response = api_for(ops).post(f"/api/v1/projects/{project.pk}/consensus")
     assert response.status_code == 400
     assert "classification" in response.json()["detail"]
+
+
+def test_span_consensus_publishes_the_majority_spans_with_their_text(ops, annotator, annotator2):
+    from tests.labeling.conftest import span
+
+    project, items = make_project(
+        ops, [annotator, annotator2], kind="text", overlap=2, count=1, consensus_threshold=0.6
+    )
+    lease_and_submit(annotator, project, [span(0, 5), span(15, 19, "ORG")])
+    lease_and_submit(annotator2, project, [span(0, 5)])
+    label = Label.objects.get(item=items[0])
+    # Both chose "Alice" (PER); only one chose "Acme": no majority, no span.
+    assert [(r["value"]["text"], r["value"]["labels"]) for r in label.value] == [("Alice", ["PER"])]
+    assert label.provenance["consensus"] == "span_majority"
+    assert label.provenance["confidence"] == pytest.approx(2 / 3)  # exact span F1 of the pair
