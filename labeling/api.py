@@ -329,7 +329,14 @@ class ProjectDetailApi(APIView):
     @extend_schema(responses={200: ProjectDetailOutput})
     def get(self, request: Request, project_id: int) -> Response:
         project = _project_or_404(request, project_id)
-        return Response(ProjectDetailOutput(project).data)
+        body = ProjectDetailOutput(project).data
+        if not selectors.user_manages_projects(request.user):
+            # Gold flags are between ops and the annotator: members see only their own.
+            me = request.user.get_username()
+            for member in body["members"]:
+                if member["username"] != me:
+                    member.update(flagged_at=None, flag_reason="", paused_at=None)
+        return Response(body)
 
     @extend_schema(request=UpdateInput, responses={200: ProjectDetailOutput})
     def patch(self, request: Request, project_id: int) -> Response:

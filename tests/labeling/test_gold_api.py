@@ -184,6 +184,14 @@ def test_low_gold_accuracy_flags_and_pauses_until_resumed(ops, annotator):
     assert "gold accuracy" in paused.json()["detail"].lower()
     shown = api_for(ops).get(f"/api/v1/projects/{project.pk}").json()["members"]
     assert shown[0]["paused_at"] is not None
+    # Another member does not see it; the annotator sees their own.
+    other = UserFactory(roles=["annotator"])
+    project.memberships.create(user=other, role="annotator")
+    seen = api_for(other).get(f"/api/v1/projects/{project.pk}").json()["members"]
+    flags = {m["username"]: m["paused_at"] for m in seen}
+    assert flags[annotator.username] is None
+    own = api_for(annotator).get(f"/api/v1/projects/{project.pk}").json()["members"]
+    assert next(m for m in own if m["username"] == annotator.username)["paused_at"] is not None
 
     assert (
         api_for(annotator)

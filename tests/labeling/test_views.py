@@ -8,6 +8,7 @@ import json
 import pytest
 
 from labeling.models import Project, ProjectMember
+from tests.factories import UserFactory
 from tests.labeling.conftest import BOX_SCHEMA, make_project
 
 pytestmark = pytest.mark.django_db
@@ -417,6 +418,11 @@ def test_ops_see_a_paused_annotator_and_resume_them(client, ops, annotator):
         client.post(f"/projects/{project.pk}/members/{annotator.username}/resume").status_code
         == 403
     )
+    assert "Gold accuracy 40%" in html(client.get(f"/projects/{project.pk}/"))  # their own
+    other = UserFactory(roles=["annotator"])
+    project.memberships.create(user=other, role="annotator")
+    client.force_login(other)
+    assert "Gold accuracy 40%" not in html(client.get(f"/projects/{project.pk}/"))
     client.force_login(ops)
     page = html(client.get(f"/projects/{project.pk}/"))
     assert "paused" in page and "Gold accuracy 40%" in page
