@@ -101,3 +101,8 @@ def sql_row(sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple[Any,
     """The first row of `sql_rows`, or None."""
     rows = sql_rows(sql, params)
     return rows[0] if rows else None
+
+
+def db_time(value: Any) -> Any:
+    """A datetime as a raw-SQL parameter (SQLite stores naive UTC text)."""
+    return connection.ops.adapt_datetimefield_value(value)

@@ -34,8 +34,9 @@ from labeling.forms import (
     schema_text,
 )
 from labeling.markdown import instructions_html
-from labeling.models import Project
+from labeling.models import Project, ProjectMember
 from labeling.schema import schema_media_kind
+from labeling.services import gold as gold_services
 from labeling.services import projects as project_services
 
 PROJECTS_PER_PAGE = 50
@@ -307,14 +308,11 @@ def project_stats(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 def member_resume(request: HttpRequest, project_id: int, username: str) -> HttpResponse:
     """Ops clear a member's gold flag and pause (labeling.services.gold.member_resume)."""
-    from labeling.services.gold import member_resume as resume
-
     project = project_or_404(request, project_id)
-    _require_manager(request)
-    member = project.memberships.select_related("user").filter(user__username=username).first()
-    if member is None:
-        raise Http404(f"{username} is not a member of this project.")
-    resume(project=project, user=member.user, by=request.user)
+    try:
+        gold_services.member_resume(project=project, username=username, by=request.user)
+    except ProjectMember.DoesNotExist:
+        raise Http404(f"{username} is not a member of this project.") from None
     messages.success(request, f"{username} is resumed: their queue is open again.")
     return redirect("labeling:detail", project_id=project.pk)
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -490,6 +491,13 @@ def _comparable(result: Sequence[Region]) -> str:
     return json.dumps(sorted(json.dumps(r, sort_keys=True) for r in regions))
 
 
+def _most_common(keys: Sequence[str]) -> tuple[int, float]:
+    """The index of the first key among the most common ones, and their share."""
+    counts = Counter(keys)
+    best = max(counts.values())
+    return next(i for i, key in enumerate(keys) if counts[key] == best), best / len(keys)
+
+
 def _mean_pairwise(results: Sequence[Sequence[Region]], score: Any) -> tuple[float, list[float]]:
     """The mean pairwise score and, per annotation, its summed score with the others."""
     n = len(results)
@@ -537,17 +545,9 @@ def task_consensus(
     if len(results) == 1:
         return TaskConsensus(result=results[0], confidence=1.0, chosen=0, method="single")
     if kind in ("image_class", "text_class"):
-        keys = [_class_key(r) for r in results]
-        counts: dict[str, int] = {}
-        for key in keys:
-            counts[key] = counts.get(key, 0) + 1
-        best = max(counts.values())
-        chosen = next(i for i, key in enumerate(keys) if counts[key] == best)
+        chosen, share = _most_common([_class_key(r) for r in results])
         return TaskConsensus(
-            result=results[chosen],
-            confidence=best / len(results),
-            chosen=chosen,
-            method="majority_vote",
+            result=results[chosen], confidence=share, chosen=chosen, method="majority_vote"
         )
     if kind == "bbox":
         confidence, _ = _mean_pairwise(
@@ -577,14 +577,9 @@ def task_consensus(
         return TaskConsensus(
             result=results[chosen], confidence=confidence, chosen=chosen, method="medoid"
         )
-    keys = [_comparable(r) for r in results]
-    counts = {}
-    for key in keys:
-        counts[key] = counts.get(key, 0) + 1
-    best = max(counts.values())
-    chosen = next(i for i, key in enumerate(keys) if counts[key] == best)
+    chosen, share = _most_common([_comparable(r) for r in results])
     return TaskConsensus(
-        result=results[chosen], confidence=best / len(results), chosen=chosen, method="identical"
+        result=results[chosen], confidence=share, chosen=chosen, method="identical"
     )
 
 

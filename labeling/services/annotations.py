@@ -34,7 +34,7 @@ from labeling.models import (
     Task,
 )
 from labeling.results import result_validate
-from labeling.rows import sql_row, sql_rows
+from labeling.rows import db_time, sql_row, sql_rows
 from labeling.schema import schema_media_kind
 from labeling.services.gold import gold_answer_record, gold_member_check
 from labeling.services.review import task_resolve
@@ -189,10 +189,6 @@ def annotation_submit(
         return earlier
 
 
-def _db_time(value: Any) -> Any:
-    return connection.ops.adapt_datetimefield_value(value)
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -222,7 +218,7 @@ def _submit(
             _json(result),
             schema_revision.pk,
             annotator.pk,
-            _db_time(now),
+            db_time(now),
             lead_time,
             key,
         ]
@@ -236,7 +232,7 @@ def _submit(
                 "UPDATE labeling_annotation SET revision_count = revision_count + 1, "
                 "updated_at = %s WHERE task_id = %s AND annotator_id = %s "
                 "RETURNING id, slot, revision_count",
-                [_db_time(now), task.pk, annotator.pk],
+                [db_time(now), task.pk, annotator.pk],
             )
         finished = False
         if edited is not None:
@@ -248,7 +244,7 @@ def _submit(
                 "UPDATE labeling_task SET remaining = remaining - 1, updated_at = %s, "
                 "status = CASE WHEN remaining = 1 THEN 'done' ELSE 'open' END "
                 "WHERE id = %s AND remaining > 0 RETURNING status",
-                [_db_time(now), task.pk],
+                [db_time(now), task.pk],
             )
             if lease_id is None:
                 raise LeaseLost(
@@ -260,7 +256,7 @@ def _submit(
                 "UPDATE labeling_lease SET ended_at = %s, end_reason = %s "
                 "WHERE id = %s AND annotator_id = %s AND task_id = %s AND ended_at IS NULL "
                 "RETURNING slot",
-                [_db_time(now), Lease.End.SUBMITTED, lease_id, annotator.pk, task.pk],
+                [db_time(now), Lease.End.SUBMITTED, lease_id, annotator.pk, task.pk],
             )
             if row is None or held is None:
                 raise _lease_lost(lease_id=lease_id, annotator=annotator, task=task)
@@ -280,7 +276,7 @@ def _submit(
                     "SELECT a.id, %s::integer, %s::jsonb, %s::bigint, %s::integer, %s::timestamptz, "
                     "%s::integer, %s::varchar FROM a RETURNING annotation_id, id",
                     [
-                        *(task.pk, slot, annotator.pk, project.pk, _db_time(now), _db_time(now)),
+                        *(task.pk, slot, annotator.pk, project.pk, db_time(now), db_time(now)),
                         *(task.pk, annotator.pk),
                         *revision_values,
                     ],
@@ -291,7 +287,7 @@ def _submit(
                     "INSERT INTO labeling_annotation (task_id, slot, annotator_id, project_id, "
                     "revision_count, created_at, updated_at) VALUES (%s, %s, %s, %s, 1, %s, %s) "
                     "RETURNING id",
-                    [task.pk, slot, annotator.pk, project.pk, _db_time(now), _db_time(now)],
+                    [task.pk, slot, annotator.pk, project.pk, db_time(now), db_time(now)],
                 )
                 revision_id = _revision_insert(annotation_id, revision_values)
                 _draft_delete(task, annotator)

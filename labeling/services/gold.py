@@ -30,7 +30,6 @@ from datasets.services.labels import label_publish
 from labeling.errors import InvalidGold
 from labeling.models import (
     Annotation,
-    AnnotationRevision,
     GoldAnswer,
     GoldItem,
     Lease,
@@ -40,6 +39,7 @@ from labeling.models import (
 )
 from labeling.quality.consensus import gold_score
 from labeling.selectors import user_manages_projects
+from labeling.services.review import latest_revisions
 
 # An annotator's gold accuracy is the mean score of this many of their latest answers.
 GOLD_WINDOW = 50
@@ -118,12 +118,11 @@ def gold_store(*, project: Project, task: Task, result: list[dict], by: Any) -> 
         },
     )
     annotators = set()
-    for annotation in Annotation.objects.filter(task_id=task.pk):
-        latest = AnnotationRevision.objects.get(
-            annotation=annotation, number=annotation.revision_count
+    for latest in latest_revisions(task_id=task.pk):
+        gold_answer_record(
+            project=project, annotation=latest.annotation, result=latest.result, gold=gold
         )
-        gold_answer_record(project=project, annotation=annotation, result=latest.result, gold=gold)
-        annotators.add(annotation.annotator_id)
+        annotators.add(latest.annotation.annotator_id)
     for annotator_id in sorted(annotators):
         gold_member_check(project=project, annotator_id=annotator_id)
     return gold
@@ -204,12 +203,14 @@ def gold_member_check(*, project: Project, annotator_id: int) -> ProjectMember |
     return member
 
 
-def member_resume(*, project: Project, user: Any, by: Any) -> ProjectMember:
+def member_resume(*, project: Project, username: str, by: Any) -> ProjectMember:
     """Clear a member's flag and pause (ops, after talking to them). Their earlier gold
     answers still count: falling under the threshold again flags them again.
     ProjectMember.DoesNotExist for a non-member."""
     _require_manager(by)
-    member = ProjectMember.objects.get(project=project, user=user)
+    member = ProjectMember.objects.select_related("user").get(
+        project=project, user__username=username
+    )
     member.flagged_at = None
     member.paused_at = None
     member.flag_reason = ""

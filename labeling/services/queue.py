@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from labeling.errors import AnnotatorPaused, LabelingError, LeaseLost
 from labeling.models import Annotation, Lease, Project, Skip, Task
-from labeling.rows import sql_row, sql_rows
+from labeling.rows import db_time, sql_row, sql_rows
 from labeling.selectors import task_with_item
 
 SKIP_REASON_MAX = 500
@@ -100,11 +100,6 @@ def _task_for(task_id: int, project: Project, annotator: Any) -> Task:
     return task_with_item(task_id=task_id, project=project, annotator=annotator)
 
 
-def _db_time(value: datetime) -> Any:
-    """A datetime as a raw-SQL parameter (SQLite stores naive UTC text)."""
-    return connection.ops.adapt_datetimefield_value(value)
-
-
 def _renew_mine(*, project: Project, annotator: Any, now: datetime) -> Lease | None:
     """Renew and return the annotator's live lease in the project, if any (one
     statement)."""
@@ -113,7 +108,7 @@ def _renew_mine(*, project: Project, annotator: Any, now: datetime) -> Lease | N
         "UPDATE labeling_lease SET expires_at = %s "
         "WHERE project_id = %s AND annotator_id = %s AND ended_at IS NULL "
         "AND expires_at > %s RETURNING id, task_id, slot",
-        [_db_time(expires), project.pk, annotator.pk, _db_time(now)],
+        [db_time(expires), project.pk, annotator.pk, db_time(now)],
     )
     if row is None:
         return None
@@ -149,7 +144,7 @@ def _free_slot(*, task_id: int, overlap: int, now: datetime) -> int | None:
     held = sql_rows(
         "SELECT id, slot, expires_at > %s FROM labeling_lease "
         "WHERE task_id = %s AND ended_at IS NULL",
-        [_db_time(now), task_id],
+        [db_time(now), task_id],
     )
     expired = [lease_id for lease_id, _, live in held if not live]
     taken = {slot for _, slot, live in held if live}
@@ -163,7 +158,7 @@ def _free_slot(*, task_id: int, overlap: int, now: datetime) -> int | None:
         sql_rows(
             "UPDATE labeling_lease SET ended_at = %s, end_reason = %s "
             "WHERE ended_at IS NULL AND id = %s",
-            [_db_time(now), Lease.End.EXPIRED, lease_id],
+            [db_time(now), Lease.End.EXPIRED, lease_id],
         )
     return free[0]
 
@@ -188,7 +183,7 @@ def task_lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
 
 
 def _pick(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
-    return sql_row(sql, {**params, "now": _db_time(params["now"])})
+    return sql_row(sql, {**params, "now": db_time(params["now"])})
 
 
 # Before the normal pick, in one statement: is the annotator paused (and why), and the
@@ -250,13 +245,13 @@ def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
             sql_rows(
                 "UPDATE labeling_lease SET ended_at = %s, end_reason = %s WHERE task_id = %s "
                 "AND annotator_id = %s AND ended_at IS NULL",
-                [_db_time(now), Lease.End.EXPIRED, task_id, annotator.pk],
+                [db_time(now), Lease.End.EXPIRED, task_id, annotator.pk],
             )
             inserted = sql_row(
                 "INSERT INTO labeling_lease "
                 "(task_id, project_id, slot, annotator_id, leased_at, expires_at, end_reason) "
                 "VALUES (%s, %s, %s, %s, %s, %s, '') RETURNING id",
-                [task_id, project.pk, slot, annotator.pk, _db_time(now), _db_time(expires)],
+                [task_id, project.pk, slot, annotator.pk, db_time(now), db_time(expires)],
             )
             assert inserted is not None
             lease = _lease(inserted[0], task_id, slot, project, annotator, now, expires)
@@ -277,7 +272,7 @@ def _lease_next(*, project: Project, annotator: Any) -> LeaseGrant | None:
             "INSERT INTO labeling_lease "
             "(task_id, project_id, slot, annotator_id, leased_at, expires_at, end_reason) "
             "VALUES (%s, %s, %s, %s, %s, %s, '') RETURNING id",
-            [task_id, project.pk, slot, annotator.pk, _db_time(now), _db_time(expires)],
+            [task_id, project.pk, slot, annotator.pk, db_time(now), db_time(expires)],
         )
         assert inserted is not None
         (lease_id,) = inserted

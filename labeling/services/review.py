@@ -49,9 +49,15 @@ from labeling.models import (
     Task,
 )
 from labeling.quality.consensus import TaskConsensus, task_consensus
-from labeling.rows import sql_row
+from labeling.rows import db_time, sql_row
 
 COMMENT_MAX = 5000
+# The task's review state after each decision.
+STATE_AFTER = {
+    Review.Decision.ACCEPT: Task.Review.ACCEPTED,
+    Review.Decision.FIX: Task.Review.ACCEPTED,
+    Review.Decision.REJECT: Task.Review.REJECTED,
+}
 REVIEW_LEASE_ATTEMPTS = 3
 _SAMPLE_SCALE = 2**64
 
@@ -200,10 +206,6 @@ class ReviewGrant:
     renewed: bool
 
 
-def _db_time(value: Any) -> Any:
-    return connection.ops.adapt_datetimefield_value(value)
-
-
 _PICK = (
     "SELECT t.id FROM labeling_task t "
     "WHERE t.project_id = %(project)s AND t.review = 'pending' "
@@ -237,14 +239,14 @@ def _review_lease_next(*, project: Project, reviewer: Any) -> ReviewGrant | None
     if mine is not None:
         mine.expires_at = expires
         mine.save(update_fields=["expires_at"])
-        return ReviewGrant(lease=mine, task=_task(mine.task_id), renewed=True)
+        return ReviewGrant(lease=mine, task=_task(mine.task_id, project), renewed=True)
     sql = _PICK + (
         " FOR UPDATE OF t SKIP LOCKED"
         if connection.features.has_select_for_update_skip_locked
         else ""
     )
     with transaction.atomic(durable=True):
-        row = sql_row(sql, {"project": project.pk, "now": _db_time(now), "user": reviewer.pk})
+        row = sql_row(sql, {"project": project.pk, "now": db_time(now), "user": reviewer.pk})
         if row is None:
             return None
         (task_id,) = row
@@ -258,13 +260,14 @@ def _review_lease_next(*, project: Project, reviewer: Any) -> ReviewGrant | None
             leased_at=now,
             expires_at=expires,
         )
-    return ReviewGrant(lease=lease, task=_task(task_id), renewed=False)
+    return ReviewGrant(lease=lease, task=_task(task_id, project), renewed=False)
 
 
-def _task(task_id: int) -> Task:
-    return Task.objects.select_related(
-        "item__asset", "project__schema_revision", "project__dataset"
-    ).get(pk=task_id)
+def _task(task_id: int, project: Project) -> Task:
+    """The leased task with its item and asset, under the caller's project."""
+    task = Task.objects.select_related("item__asset").get(pk=task_id)
+    task.project = project
+    return task
 
 
 def review_lease_heartbeat(*, lease_id: int, reviewer: Any) -> ReviewLease:
@@ -413,7 +416,7 @@ def review_decide(
             Annotation.objects.filter(pk=target.annotation_id).update(needs_rework=True)
             review.annotation_id = target.annotation_id
             review.revision = target
-            _set_review(task.pk, Task.Review.REJECTED)
+            _set_review(task.pk, STATE_AFTER[decision])
         else:
             if decision == Review.Decision.FIX:
                 if target is None:
@@ -446,7 +449,7 @@ def review_decide(
                 extra=extra | {"reviewer": reviewer.get_username()},
             )
             Annotation.objects.filter(task_id=task.pk, needs_rework=True).update(needs_rework=False)
-            _set_review(task.pk, Task.Review.ACCEPTED)
+            _set_review(task.pk, STATE_AFTER[decision])
         review.save()
         live.update(ended_at=now, end_reason=ReviewLease.End.DECIDED)
     return review
