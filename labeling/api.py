@@ -250,10 +250,24 @@ class MemberInput(serializers.Serializer):
     role = serializers.ChoiceField(choices=ProjectMember.Role.choices, default="annotator")
 
 
+class QualitySettingsInput(serializers.Serializer):
+    """Review, consensus and gold settings (projects.QUALITY_FIELDS), optional on create
+    and update: checked by the service (400 naming the field); JSONField so a wrong type
+    gets the service's message."""
+
+    review_mode = serializers.JSONField(required=False)
+    review_fraction = serializers.JSONField(required=False)
+    consensus_threshold = serializers.JSONField(required=False)
+    gold_rate = serializers.JSONField(required=False)
+    gold_threshold = serializers.JSONField(required=False)
+    gold_min_answers = serializers.JSONField(required=False)
+    gold_pause = serializers.JSONField(required=False)
+
+
 class ProjectListApi(APIView):
     """The projects you can see (newest first), or create one (ops and admins)."""
 
-    class CreateInput(serializers.Serializer):
+    class CreateInput(QualitySettingsInput):
         class Meta:
             ref_name = "ProjectCreateInput"
 
@@ -266,15 +280,6 @@ class ProjectListApi(APIView):
         item_filter = serializers.JSONField(required=False, default=None)
         priority_rules = serializers.JSONField(required=False, default=None)
         members = MemberInput(many=True, required=False, default=list)
-        # Review, consensus and gold settings: checked by the service (400 naming the
-        # field); JSONField so a wrong type gets the service's message.
-        review_mode = serializers.JSONField(required=False)
-        review_fraction = serializers.JSONField(required=False)
-        consensus_threshold = serializers.JSONField(required=False)
-        gold_rate = serializers.JSONField(required=False)
-        gold_threshold = serializers.JSONField(required=False)
-        gold_min_answers = serializers.JSONField(required=False)
-        gold_pause = serializers.JSONField(required=False)
 
     @extend_schema(responses={200: ProjectOutput(many=True)})
     def get(self, request: Request) -> Response:
@@ -307,7 +312,7 @@ class ProjectDetailApi(APIView):
     """One project; PATCH changes it (ops and admins). A changed label_schema becomes a
     new schema revision once annotations exist under the current one."""
 
-    class UpdateInput(serializers.Serializer):
+    class UpdateInput(QualitySettingsInput):
         class Meta:
             ref_name = "ProjectUpdateInput"
 
@@ -318,13 +323,6 @@ class ProjectDetailApi(APIView):
         overlap = serializers.IntegerField(required=False)
         priority_rules = serializers.JSONField(required=False)
         members = MemberInput(many=True, required=False)
-        review_mode = serializers.JSONField(required=False)
-        review_fraction = serializers.JSONField(required=False)
-        consensus_threshold = serializers.JSONField(required=False)
-        gold_rate = serializers.JSONField(required=False)
-        gold_threshold = serializers.JSONField(required=False)
-        gold_min_answers = serializers.JSONField(required=False)
-        gold_pause = serializers.JSONField(required=False)
 
     @extend_schema(responses={200: ProjectDetailOutput})
     def get(self, request: Request, project_id: int) -> Response:
@@ -868,7 +866,6 @@ class ReviewNextApi(APIView):
         grant = review.review_lease_next(project=project, reviewer=request.user)
         if grant is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        grant.task.project = project
         return Response(
             {"lease": review_lease_shape(grant.lease), "task": review_task_shape(grant.task)}
         )
@@ -933,7 +930,6 @@ class TaskReviewApi(APIView):
             result=values["result"],
             review_lease_id=values["lease"],
         )
-        review_state = Task.objects.values_list("review", flat=True).get(pk=task.pk)
         return Response(
             {
                 "review": {
@@ -944,7 +940,7 @@ class TaskReviewApi(APIView):
                     "revision": decided.revision_id,
                     "created_at": decided.created_at,
                 },
-                "task": {"id": task.pk, "review": review_state},
+                "task": {"id": task.pk, "review": review.STATE_AFTER[decided.decision]},
             },
             status=status.HTTP_201_CREATED,
         )
@@ -1031,14 +1027,10 @@ class MemberResumeApi(APIView):
     @extend_schema(request=None, responses={200: MemberOutput})
     def post(self, request: Request, project_id: int, username: str) -> Response:
         project = _project_or_404(request, project_id)
-        member = (
-            ProjectMember.objects.filter(project=project, user__username=username)
-            .select_related("user")
-            .first()
-        )
-        if member is None:
-            raise Http404(f"{username!r} is not a member of project {project_id}.")
-        member = gold.member_resume(project=project, user=member.user, by=request.user)
+        try:
+            member = gold.member_resume(project=project, username=username, by=request.user)
+        except ProjectMember.DoesNotExist:
+            raise Http404(f"{username!r} is not a member of project {project_id}.") from None
         return Response(MemberOutput(member).data)
 
 

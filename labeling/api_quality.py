@@ -27,8 +27,7 @@ def _project_for_quality(request: Request, project_id: int) -> Project:
         project = selectors.project_get_for_user(user=request.user, project_id=project_id)
     except Project.DoesNotExist:
         raise Http404(f"No project {project_id}.") from None
-    role = selectors.member_role(user=request.user, project=project)
-    if not (selectors.user_manages_projects(request.user) or role == "reviewer"):
+    if not selectors.user_reviews(user=request.user, project=project):
         raise PermissionDenied(
             f"Only ops, admins and reviewers of project {project.pk} see its quality."
         )

@@ -14,7 +14,6 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import (
-    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
@@ -27,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from labeling import selectors
 from labeling.models import Project
 from labeling.services import dashboard as dashboard_services
-from labeling.views import SCHEMA_TYPE_NAMES
+from labeling.views import header_context, project_or_404
 from workers.selectors import job_visible_to_all
 
 # The windows the page offers (days); any 1..MAX_DAYS works in the URL.
@@ -35,13 +34,9 @@ WINDOWS = (7, 14, 30, 90)
 DEFAULT_DAYS = 14
 
 
-def project_or_404(request: HttpRequest, project_id: int) -> Project:
-    try:
-        project = selectors.project_get_for_user(user=request.user, project_id=project_id)
-    except Project.DoesNotExist:
-        raise Http404("No such project.") from None
-    role = selectors.member_role(user=request.user, project=project)
-    if not (selectors.user_manages_projects(request.user) or role == "reviewer"):
+def _quality_project_or_404(request: HttpRequest, project_id: int) -> Project:
+    project = project_or_404(request, project_id)
+    if not selectors.user_reviews(user=request.user, project=project):
         raise PermissionDenied("Only ops, admins and the project's reviewers see its quality.")
     return project
 
@@ -68,7 +63,7 @@ def quality(request: HttpRequest, project_id: int) -> HttpResponse:
     """GET: the page (?days=N, the window of the daily charts). POST: start the job that
     recomputes agreement; an htmx POST gets the job's progress panel, a plain one is sent
     back to the page."""
-    project = project_or_404(request, project_id)
+    project = _quality_project_or_404(request, project_id)
     if request.method == "POST":
         try:
             dashboard_services.quality_report_submit(project=project, by=request.user)
@@ -82,14 +77,10 @@ def quality(request: HttpRequest, project_id: int) -> HttpResponse:
         data = dashboard_services.project_dashboard(project=project, days=_days(request))
     except dashboard_services.InvalidDashboardRequest as exc:
         return HttpResponseBadRequest(f"{exc.field}: {exc}")
-    role = selectors.member_role(user=request.user, project=project)
     context = {
+        **header_context(request, project),
         **_job_context(request, project),
         "tab": "quality",
-        "type_name": SCHEMA_TYPE_NAMES.get(data["type"] or "", ""),
-        "manages": selectors.user_manages_projects(request.user),
-        "role": role,
-        "can_annotate": role is not None,
         "dashboard": data,
         "rows": [
             row
@@ -135,7 +126,7 @@ def quality(request: HttpRequest, project_id: int) -> HttpResponse:
 def quality_job(request: HttpRequest, project_id: int) -> HttpResponse:
     """The "Recompute agreement" panel, polled by htmx while its job runs: once no job is
     running the page reloads itself (HX-Refresh) to show the new report."""
-    project = project_or_404(request, project_id)
+    project = _quality_project_or_404(request, project_id)
     context = _job_context(request, project)
     if context["quality_job"] is None:
         response = HttpResponse(status=200)
@@ -150,7 +141,7 @@ def quality_job(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 def quality_csv(request: HttpRequest, project_id: int) -> HttpResponse:
     """The per-annotator table as CSV (?days=N as the page), streamed."""
-    project = project_or_404(request, project_id)
+    project = _quality_project_or_404(request, project_id)
     try:
         data = dashboard_services.project_dashboard(project=project, days=_days(request))
     except dashboard_services.InvalidDashboardRequest as exc:
