@@ -78,6 +78,27 @@ class MemberChoiceField(forms.ModelMultipleChoiceField):
         return obj.get_username()
 
 
+# The quality settings asked as percentages: form field -> Project field (a fraction).
+PERCENT_FIELDS = {
+    "review_percent": "review_fraction",
+    "consensus_percent": "consensus_threshold",
+    "gold_percent": "gold_rate",
+    "gold_threshold_percent": "gold_threshold",
+}
+
+
+def _percent_field(label: str, initial: int, help_text: str, min_value: int = 0) -> Any:
+    """An optional whole percentage (left empty: the setting keeps its value)."""
+    return forms.IntegerField(
+        required=False,
+        label=label,
+        min_value=min_value,
+        max_value=100,
+        initial=initial,
+        help_text=help_text,
+    )
+
+
 class ProjectForm(forms.Form):
     """A project's settings. On edit the dataset and the item filter are fixed (tasks
     were made from them)."""
@@ -127,37 +148,24 @@ class ProjectForm(forms.Form):
         initial=ReviewMode.OFF,
         help_text="Reviewed tasks publish their label only when a reviewer accepts it.",
     )
-    review_percent = forms.IntegerField(
-        required=False,
-        label="Review sample (%)",
+    review_percent = _percent_field(
+        "Review sample (%)",
+        10,
+        "With “Review a sample”: the share of finished tasks reviewers see.",
         min_value=1,
-        max_value=100,
-        initial=10,
-        help_text="With “Review a sample”: the share of finished tasks reviewers see.",
     )
-    consensus_percent = forms.IntegerField(
-        required=False,
-        label="Consensus threshold (%)",
-        min_value=0,
-        max_value=100,
-        initial=70,
-        help_text="With overlap > 1: a task whose annotators agree less goes to review.",
+    consensus_percent = _percent_field(
+        "Consensus threshold (%)",
+        70,
+        "With overlap > 1: a task whose annotators agree less goes to review.",
     )
-    gold_percent = forms.IntegerField(
-        required=False,
-        label="Gold tasks in queues (%)",
-        min_value=0,
-        max_value=100,
-        initial=10,
-        help_text="The share of tasks served from the gold items (when the project has some).",
+    gold_percent = _percent_field(
+        "Gold tasks in queues (%)",
+        10,
+        "The share of tasks served from the gold items (when the project has some).",
     )
-    gold_threshold_percent = forms.IntegerField(
-        required=False,
-        label="Gold accuracy threshold (%)",
-        min_value=0,
-        max_value=100,
-        initial=70,
-        help_text="Annotators under it are flagged.",
+    gold_threshold_percent = _percent_field(
+        "Gold accuracy threshold (%)", 70, "Annotators under it are flagged."
     )
     gold_min_answers = forms.IntegerField(
         required=False,
@@ -208,13 +216,14 @@ class ProjectForm(forms.Form):
             if project.schema_revision
             else "",
             "review_mode": project.review_mode,
-            "review_percent": max(round(project.review_fraction * 100), 1),
-            "consensus_percent": round(project.consensus_threshold * 100),
-            "gold_percent": round(project.gold_rate * 100),
-            "gold_threshold_percent": round(project.gold_threshold * 100),
+            **{
+                percent: round(getattr(project, name) * 100)
+                for percent, name in PERCENT_FIELDS.items()
+            },
             "gold_min_answers": project.gold_min_answers,
             "gold_pause": project.gold_pause,
-        }
+            # The sample's field starts at 1% (a 0 set through the API shows as 1).
+        } | {"review_percent": max(round(project.review_fraction * 100), 1)}
 
     def clean_label_schema(self) -> dict[str, Any]:
         schema, problems = schema_parse(self.cleaned_data.get("label_schema", ""))
@@ -267,12 +276,7 @@ class ProjectForm(forms.Form):
             fields["review_mode"] = data["review_mode"]
         if data.get("gold_min_answers") is not None:
             fields["gold_min_answers"] = data["gold_min_answers"]
-        for percent, name in (
-            ("review_percent", "review_fraction"),
-            ("consensus_percent", "consensus_threshold"),
-            ("gold_percent", "gold_rate"),
-            ("gold_threshold_percent", "gold_threshold"),
-        ):
+        for percent, name in PERCENT_FIELDS.items():
             if data.get(percent) is not None:
                 fields[name] = data[percent] / 100
         if self.project is None:
@@ -289,10 +293,7 @@ class ProjectForm(forms.Form):
         mapped = {
             "item_filter": "split",
             "members": "annotators",
-            "review_fraction": "review_percent",
-            "consensus_threshold": "consensus_percent",
-            "gold_rate": "gold_percent",
-            "gold_threshold": "gold_threshold_percent",
+            **{name: percent for percent, name in PERCENT_FIELDS.items()},
         }.get(head, head)
         if path.startswith("item_filter.tags"):
             mapped = "tags"
