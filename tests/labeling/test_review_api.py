@@ -386,3 +386,40 @@ def test_span_consensus_publishes_the_majority_spans_with_their_text(ops, annota
     assert [(r["value"]["text"], r["value"]["labels"]) for r in label.value] == [("Alice", ["PER"])]
     assert label.provenance["consensus"] == "span_majority"
     assert label.provenance["confidence"] == pytest.approx(2 / 3)  # exact span F1 of the pair
+
+
+def test_review_lease_renewal_release_and_stale_leases(ops, annotator, reviewer):
+    project, _ = make_project(ops, [annotator], count=1, review_mode="all")
+    with_reviewer(project, reviewer)
+    task_id = lease_and_submit(annotator, project, [box()])
+    api = api_for(reviewer)
+    lease = api.post(f"/api/v1/projects/{project.pk}/review/next").json()["lease"]
+    renewed = api.patch(f"/api/v1/review-leases/{lease['id']}")
+    assert renewed.status_code == 200
+    assert renewed.json()["expires_at"] >= lease["expires_at"]
+    # Someone else's lease is not found, whatever they do with it.
+    other = UserFactory(roles=["annotator"])
+    with_reviewer(project, other)
+    assert api_for(other).patch(f"/api/v1/review-leases/{lease['id']}").status_code == 404
+    assert api_for(other).delete(f"/api/v1/review-leases/{lease['id']}").status_code == 404
+    # A decision sent with a lease that is not the sender's live one changes nothing.
+    stolen = api_for(other).post(
+        f"/api/v1/tasks/{task_id}/reviews",
+        {"decision": "accept", "lease": lease["id"]},
+        format="json",
+    )
+    assert stolen.status_code == 409
+    assert stolen.json()["error"] == "lease_lost"
+    # A fix needs its result.
+    no_result = api.post(
+        f"/api/v1/tasks/{task_id}/reviews", {"decision": "fix", "lease": lease["id"]}, format="json"
+    )
+    assert no_result.status_code == 400
+    assert no_result.json()["field"] == "result"
+    assert api.delete(f"/api/v1/review-leases/{lease['id']}").status_code == 204
+    assert api.delete(f"/api/v1/review-leases/{lease['id']}").status_code == 204  # idempotent
+    ended = api.patch(f"/api/v1/review-leases/{lease['id']}")
+    assert ended.status_code == 409
+    assert "released" in ended.json()["detail"]
+    assert Review.objects.count() == 0
+    assert Task.objects.get(pk=task_id).review == "pending"
